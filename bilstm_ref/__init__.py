@@ -1,0 +1,22 @@
+"""bilstm_ref: a NumPy reference of Keras ``LSTM`` and ``Bidirectional(LSTM)`` and a conformance matrix.
+
+Public names only; importing this package never imports Keras or TensorFlow.
+"""
+
+from .bidirectional import Bidirectional as Bidirectional
+from .errors import BilstmRefError as BilstmRefError
+from .errors import ConfigError as ConfigError
+from .errors import DTypeMismatchError as DTypeMismatchError
+from .errors import KerasUnavailableError as KerasUnavailableError
+from .errors import ResourceLimitError as ResourceLimitError
+from .errors import ShapeMismatchError as ShapeMismatchError
+from .errors import StateError as StateError
+from .errors import UnsupportedModelError as UnsupportedModelError
+from .live import from_keras as from_keras
+from .live import spec_from_keras as spec_from_keras
+from .lstm import LSTM as LSTM
+from .spec import LayerSpec as LayerSpec
+from .spec import build as build
+from .spec import reference_factory as reference_factory
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""Live Keras layers to layer specs. Keras is imported here only, and only when called."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import UnsupportedModelError
+from .spec import SUPPORTED_CLASSES, Layer, LayerSpec, build
+
+__all__ = ["spec_from_keras", "from_keras"]
+
+
+def _to_numpy(v: Any) -> np.ndarray:
+    if hasattr(v, "numpy"):
+        return np.asarray(v.numpy())
+    from keras import ops  # a non-TF backend variable
+
+    return np.asarray(ops.convert_to_numpy(v))
+
+
+def spec_from_keras(layer: Any) -> LayerSpec:
+    """The :class:`LayerSpec` of a live Keras 3 ``LSTM`` or ``Bidirectional(LSTM)`` layer.
+
+    Copies the config, the weights (``get_weights()`` order) and, for a built stateful layer,
+    its current states.
+    """
+    cls = type(layer).__name__
+    if cls not in SUPPORTED_CLASSES:
+        raise UnsupportedModelError(
+            f"from_keras: layer {getattr(layer, 'name', '?')!r} is a {cls}; expected one of {SUPPORTED_CLASSES}"
+        )
+    module = type(layer).__module__
+    if module.startswith("tf_keras"):
+        raise UnsupportedModelError("from_keras: tf_keras (Keras 2) layers are not supported yet")
+    import keras
+
+    states = None
+    if getattr(layer, "stateful", False) and getattr(layer, "built", False):
+        live = layer.states
+        if live is not None and all(s is not None for s in live):
+            states = tuple(_to_numpy(s) for s in live)
+    provenance = {
+        "source": f"live keras layer {layer.name!r}",
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "semantics": "keras3",
+    }
+    weights = tuple(np.asarray(w) for w in layer.get_weights())
+    return LayerSpec(cls, layer.get_config(), weights, provenance, states)
+
+
+def from_keras(layer: Any, dtype: Any = None) -> Layer:
+    """The reference for a live Keras layer: ``br.from_keras(keras_bidirectional_layer)``.
+
+    Args:
+        layer: a built Keras 3 ``LSTM`` or ``Bidirectional`` wrapping an ``LSTM``.
+        dtype: compute dtype of the reference, ``"float64"`` (default) or ``"float32"``.
+    """
+    return build(spec_from_keras(layer), dtype=dtype)

@@ -1,0 +1,80 @@
+"""The layer spec: config + weights + provenance, what every loader produces and every consumer takes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from .bidirectional import Bidirectional
+from .errors import UnsupportedModelError
+from .lstm import LSTM
+
+__all__ = ["LayerSpec", "build", "reference_factory", "SUPPORTED_CLASSES"]
+
+SUPPORTED_CLASSES = ("LSTM", "Bidirectional")
+Layer = Union[LSTM, Bidirectional]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """A layer as data.
+
+    Attributes:
+        class_name: ``"LSTM"`` or ``"Bidirectional"``.
+        config: the layer's Keras config dict, as ``layer.get_config()`` gives it.
+        weights: NumPy arrays in Keras ``get_weights()`` order.
+        provenance: where it came from: ``source``, ``keras_version``, ``backend``,
+            ``semantics`` (``"keras3"`` or ``"keras2"``), ...
+        states: the live states of a stateful layer (``[h, c]`` or ``[h_fw, c_fw, h_bw, c_bw]``,
+            each ``(B, units)``), or None.
+
+    Frozen: ``dataclasses.replace(spec, weights=...)`` makes a variant.
+    """
+
+    class_name: str
+    config: dict[str, Any]
+    weights: tuple[np.ndarray, ...]
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    states: Optional[tuple[np.ndarray, ...]] = None
+
+    @property
+    def semantics(self) -> str:
+        return str(self.provenance.get("semantics", "keras3"))
+
+
+def build(spec: LayerSpec, dtype: Any = None, quirks: tuple[str, ...] = ()) -> Layer:
+    """The reference layer for ``spec``: config, weights and states applied.
+
+    Args:
+        dtype: compute dtype, ``"float64"`` (default) or ``"float32"``.
+        quirks: backend-compatibility switches (see :data:`bilstm_ref.lstm.QUIRKS`).
+    """
+    opts = dict(dtype=dtype, semantics=spec.semantics, quirks=quirks)
+    layer: Layer
+    if spec.class_name == "LSTM":
+        layer = LSTM.from_config(spec.config, **opts)
+    elif spec.class_name == "Bidirectional":
+        layer = Bidirectional.from_config(spec.config, **opts)
+    else:
+        raise UnsupportedModelError(
+            f"layer class {spec.class_name!r} is not supported; expected one of {SUPPORTED_CLASSES}"
+        )
+    layer.set_weights(spec.weights)
+    if spec.states is not None:
+        if isinstance(layer, LSTM):
+            layer.set_states(spec.states)
+        else:
+            layer.forward_layer.set_states(spec.states[:2])
+            layer.backward_layer.set_states(spec.states[2:])
+    return layer
+
+
+def reference_factory(spec: LayerSpec, dtype: Any = None) -> Callable[..., Any]:
+    """The reference as an implementation factory: ``impl = reference_factory(spec)``.
+
+    The returned object is called as ``impl(x, mask=None, initial_state=None)`` and has
+    ``reset_state()`` when the layer is stateful; the same contract any ``--impl`` factory meets.
+    """
+    return build(spec, dtype=dtype)
