@@ -33,6 +33,11 @@ MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 def merge(y_fw: Array, y_bw: Array, merge_mode: Optional[str]) -> Union[Array, tuple[Array, Array]]:
     """Combine the forward and the (re-aligned) backward outputs as Keras's ``merge_mode`` does."""
+    with np.errstate(all="ignore"):  # inf * 0 from exploding activations is Keras's result too
+        return _merge(y_fw, y_bw, merge_mode)
+
+
+def _merge(y_fw: Array, y_bw: Array, merge_mode: Optional[str]) -> Union[Array, tuple[Array, Array]]:
     if merge_mode == "concat":
         return np.concatenate([y_fw, y_bw], axis=-1)
     if merge_mode == "sum":

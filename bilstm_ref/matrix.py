@@ -1,0 +1,511 @@
+"""The conformance matrix as data: every case a small frozen object with a readable id.
+
+* **core**: every combination of the Bidirectional flags (return_sequences x return_state x
+  merge_mode x mask pattern x initial_state x stateful) and of the plain LSTM flags
+  (return_sequences x return_state x go_backwards x mask x initial_state x stateful x
+  zero_output_for_mask);
+* **pairwise**: all pairs of the secondary options (custom backward layer, activations, use_bias,
+  unroll, dropout, dtype policy, batch 1, T=1, units=1, long T) with each other and with the core
+  flags, for both families.
+
+Combinations Keras rejects are removed by :func:`keras_rejects` (a rule with a reason), and the
+known Keras deviations (spec §4.5) are data in :data:`KNOWN_DEVIATIONS`, each with the reason and
+the reference quirk that reproduces it.
+
+Each case derives its weights, inputs, masks and states from a seed computed from its id, so a
+case means the same numbers everywhere (tests, CLI, fixtures). Weights differ per gate and per
+unit and include saturating gates: a swapped gate or transposed kernel cannot pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import zlib
+from functools import cached_property
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .bidirectional import Bidirectional
+from .lstm import LSTM
+from .pairwise import all_pairs
+from .spec import LayerSpec
+
+__all__ = [
+    "Case", "CallInputs", "KnownDeviation", "KNOWN_DEVIATIONS", "KerasWorkaround", "KERAS_WORKAROUNDS",
+    "workarounds_for", "MASKS", "cases", "core_cases",
+    "pairwise_cases", "keras_rejects", "Exclusion", "EXCLUSIONS", "excluded", "deviations_for", "select",
+]
+
+MASKS = ("none", "right", "left", "holes", "fullrow")
+MERGE_MODES = ("concat", "sum", "mul", "ave", "none")  # "none" spells merge_mode=None in ids
+ACTIVATIONS = (
+    "tanh", "relu", "linear", "sigmoid", "hard_sigmoid", "softsign", "softplus", "elu", "selu",
+    "celu", "gelu", "silu", "hard_silu", "mish", "relu6", "leaky_relu", "log_sigmoid",
+    "tanh_shrink", "hard_tanh", "soft_shrink", "hard_shrink", "squareplus", "sparse_plus",
+    "sparse_sigmoid",
+)
+RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "tanh", "linear", "relu", "exponential")
+#: Activations with outputs in a bounded range: gates built from them cannot grow the state.
+SQUASHING = frozenset({"sigmoid", "hard_sigmoid", "sparse_sigmoid", "tanh", "softsign", "hard_tanh"})
+POLICIES = ("float32", "float64", "mixed_float16", "mixed_bfloat16")
+LONG_T = 64
+STATEFUL_CHUNKS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One matrix cell. ``family`` is ``"bidi"`` (Bidirectional(LSTM)) or ``"lstm"``."""
+
+    family: str
+    return_sequences: bool
+    return_state: bool
+    mask: str = "none"
+    initial_state: bool = False
+    stateful: bool = False
+    merge_mode: str = "concat"  # bidi only
+    go_backwards: bool = False  # lstm only
+    zero_output_for_mask: bool = False  # lstm only
+    backward: str = "default"  # bidi only: default | custom | custom_same_units
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    use_bias: bool = True
+    unroll: bool = False
+    dropout: bool = False
+    dtype_policy: str = "float32"
+    batch: int = 3
+    time: int = 5
+    units: int = 4
+    features: int = 3
+    group: str = "core"
+
+    @property
+    def id(self) -> str:
+        """Readable, unique id, e.g. ``bidi-concat-seq-state-mask_right-init``."""
+        parts = [self.family]
+        if self.family == "bidi":
+            parts.append(self.merge_mode)
+        parts += ["seq" if self.return_sequences else "last"]
+        if self.return_state:
+            parts.append("state")
+        if self.go_backwards:
+            parts.append("backwards")
+        if self.zero_output_for_mask:
+            parts.append("zofm")
+        parts.append(f"mask_{self.mask}")
+        if self.initial_state:
+            parts.append("init")
+        if self.stateful:
+            parts.append("stateful")
+        if self.group != "core":
+            if self.backward != "default":
+                parts.append(f"bw_{self.backward}")
+            if self.activation != "tanh" or self.recurrent_activation != "sigmoid":
+                parts.append(f"act_{self.activation}_{self.recurrent_activation}")
+            if not self.use_bias:
+                parts.append("nobias")
+            if self.unroll:
+                parts.append("unroll")
+            if self.dropout:
+                parts.append("dropout")
+            if self.dtype_policy != "float32":
+                parts.append(self.dtype_policy)
+            parts.append(f"B{self.batch}T{self.time}n{self.units}")
+        return "-".join(parts)
+
+    @property
+    def seed(self) -> int:
+        return zlib.crc32(self.id.encode())
+
+    @property
+    def keras_merge_mode(self) -> Optional[str]:
+        return None if self.merge_mode == "none" else self.merge_mode
+
+    @property
+    def backward_units(self) -> int:
+        return self.units + 1 if self.backward == "custom" else self.units
+
+    # --- layer construction --------------------------------------------------------------------
+    def lstm_kwargs(self, backward: bool = False) -> dict[str, Any]:
+        """Keras ``LSTM`` keyword arguments (the same for the reference's constructor)."""
+        kw: dict[str, Any] = dict(
+            units=self.units,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            use_bias=self.use_bias,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            stateful=self.stateful,
+            unroll=self.unroll,
+        )
+        if self.dropout:
+            kw.update(dropout=0.3, recurrent_dropout=0.2)
+        if self.family == "lstm":
+            kw.update(go_backwards=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask)
+        if backward:  # a custom backward layer: other activations, maybe other units
+            kw.update(
+                units=self.backward_units,
+                go_backwards=True,
+                activation="relu" if self.activation != "relu" else "tanh",
+                recurrent_activation="hard_sigmoid" if self.recurrent_activation != "hard_sigmoid" else "sigmoid",
+            )
+        return kw
+
+    def reference(self, dtype: Any = None, quirks: tuple[str, ...] = ()) -> Any:
+        """The reference layer for this case, built from the constructors, weights set."""
+        pol = self.dtype_policy
+        layer: Any
+        if self.family == "lstm":
+            layer = LSTM(**self.lstm_kwargs(), dtype=dtype, dtype_policy=pol, quirks=quirks)
+        else:
+            bw = None
+            if self.backward != "default":
+                bw = LSTM(**self.lstm_kwargs(backward=True), name="custom_backward", dtype=dtype, dtype_policy=pol, quirks=quirks)
+            fw = LSTM(**self.lstm_kwargs(), dtype=dtype, dtype_policy=pol, quirks=quirks)
+            layer = Bidirectional(fw, merge_mode=self.keras_merge_mode, backward_layer=bw, dtype_policy=pol)
+        layer.set_weights(self.weights)
+        return layer
+
+    def spec(self) -> LayerSpec:
+        """This case's layer as a :class:`LayerSpec` (what ``--impl`` factories receive)."""
+        layer = self.reference()
+        return LayerSpec(
+            "LSTM" if self.family == "lstm" else "Bidirectional",
+            layer.get_config(),
+            tuple(self.weights),
+            {"source": f"bilstm_ref.matrix case {self.id}", "semantics": "keras3"},
+        )
+
+    # --- numbers -------------------------------------------------------------------------------
+    @cached_property
+    def weights(self) -> list[np.ndarray]:
+        """Keras ``get_weights()`` order, float32; per-gate scales and offsets, saturating units.
+
+        With squashing gates (sigmoid-like, |gate| <= 1) unit 0's forget gate saturates open and
+        unit 1's input gate shut. Unbounded gate or cell activations (linear, relu, exponential,
+        elu, ...) get smaller weights and no saturating bias, so that the state stays finite over
+        long sequences instead of growing as gate**T (which no float format could compare).
+        """
+        rng = np.random.default_rng([self.seed, 1])
+        dirs = [self.units] if self.family == "lstm" else [self.units, self.backward_units]
+        squashing_gates = self.recurrent_activation in SQUASHING
+        calm = 1.0 if (squashing_gates and self.activation in SQUASHING) else 0.35
+        if not (squashing_gates or self.use_bias):
+            calm = 0.15  # no bias to hold unbounded gates below 1
+        out: list[np.ndarray] = []
+        for n in dirs:
+            scale = np.repeat(np.array([0.7, 1.3, 1.0, 0.85]) * rng.uniform(0.8, 1.2, 4), n) * calm
+            if squashing_gates:
+                offset = np.repeat(np.array([0.4, 1.0, 0.0, -0.3]), n)
+            elif self.recurrent_activation == "exponential":
+                offset = np.repeat(np.array([-1.2, -0.8, 0.0, -1.0]), n)  # gates exp(z) around 0.3-0.45
+            else:
+                offset = np.repeat(np.array([0.3, 0.45, 0.0, 0.35]), n)
+            kernel = rng.normal(size=(self.features, 4 * n)) * scale / np.sqrt(self.features)
+            recurrent = rng.normal(size=(n, 4 * n)) * scale / np.sqrt(n)
+            bias = rng.normal(scale=0.3 * calm, size=4 * n) + offset
+            if squashing_gates:
+                bias[n] += 4.0  # unit 0's forget gate saturates open: long memory in one unit
+                if n > 1:
+                    bias[1] -= 4.0  # unit 1's input gate saturates shut
+            out += [kernel, recurrent] + ([bias] if self.use_bias else [])
+        return [w.astype(np.float32) for w in out]
+
+    @cached_property
+    def calls(self) -> tuple["CallInputs", ...]:
+        """The calls of this case: one, or for stateful cases 3 chunks then a call after reset."""
+        rng = np.random.default_rng([self.seed, 2])
+        n_calls = STATEFUL_CHUNKS if self.stateful else 1
+        n_states = 2 if self.family == "lstm" else 4
+        state_units = [self.units, self.units, self.backward_units, self.backward_units][:n_states]
+        result = []
+        for k in range(n_calls):
+            x = rng.normal(scale=1.5, size=(self.batch, self.time, self.features)).astype(np.float32)
+            init = None
+            if self.initial_state and k == 0:
+                init = tuple(
+                    (rng.normal(scale=0.8 if j % 2 == 0 else 1.5, size=(self.batch, u))).astype(np.float32)
+                    for j, u in enumerate(state_units)
+                )
+            result.append(CallInputs(x, mask_pattern(self.mask, self.batch, self.time, shift=k), init))
+        if self.stateful:  # after reset_state(): the first chunk again, from zero states
+            result.append(CallInputs(result[0].x, result[0].mask, None, reset_before=True))
+        return tuple(result)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of what one call returns, in Keras's order."""
+        if self.family == "lstm":
+            return ("output", "h", "c") if self.return_state else ("output",)
+        outs = ("output_fw", "output_bw") if self.merge_mode == "none" else ("output",)
+        return outs + (("h1", "c1", "h2", "c2") if self.return_state else ())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CallInputs:
+    """One call: ``x`` ``(B, T, D)`` float32, ``mask`` ``(B, T)`` bool or None, initial states or None."""
+
+    x: np.ndarray
+    mask: Optional[np.ndarray]
+    initial_state: Optional[tuple[np.ndarray, ...]]
+    reset_before: bool = False
+
+
+def mask_pattern(kind: str, batch: int, time: int, shift: int = 0) -> Optional[np.ndarray]:
+    """A ``(B, T)`` mask of the named pattern (True = valid); ``shift`` varies it between chunks.
+
+    right: row r keeps a prefix of length ``[T, T-2, 1, T-1][r % 4]``; left: the mirror image;
+    holes: interior steps masked at different places per row; fullrow: the last row fully
+    masked, the others a mix of padding and holes.
+    """
+    if kind == "none":
+        return None
+    t = np.arange(time)
+    m = np.ones((batch, time), dtype=bool)
+    for r in range(batch):
+        length = max(1, [time, time - 2, 1, time - 1][(r + shift) % 4])
+        if kind == "right":
+            m[r] = t < length
+        elif kind == "left":
+            m[r] = t >= time - length
+        elif kind == "holes":
+            m[r] = ~(((t + r + shift) % 3 == 1) & (t > 0) & (t < time - 1))
+        elif kind == "fullrow":
+            m[r] = (t < length) & ~(((t + r) % 3 == 2) & (t > 0))
+        else:
+            raise ValueError(f"unknown mask pattern {kind!r}; expected one of {MASKS}")
+    if kind == "fullrow":
+        m[-1] = False
+    return m
+
+
+@dataclasses.dataclass(frozen=True)
+class Exclusion:
+    """A rule removing combinations from the matrix: Keras rejects them, or they are not distinct,
+    or no fixed tolerance can judge them. Every rule carries its reason."""
+
+    name: str
+    reason: str
+    applies: Callable[[Case], bool] = dataclasses.field(compare=False)
+
+
+HALF_POLICIES = frozenset({"mixed_float16", "mixed_bfloat16"})
+
+EXCLUSIONS: tuple[Exclusion, ...] = (
+    Exclusion(
+        "custom-backward-units-merge",
+        "Keras rejects merge_mode sum/mul/ave when forward and backward units differ",
+        lambda c: c.family == "bidi" and c.backward == "custom" and c.merge_mode in ("sum", "mul", "ave"),
+    ),
+    Exclusion(
+        "lstm-has-no-wrapper-options",
+        "backward_layer and merge_mode exist only on Bidirectional",
+        lambda c: c.family == "lstm" and (c.backward != "default" or c.merge_mode != "concat"),
+    ),
+    Exclusion(
+        "bidi-wrapped-go-backwards",
+        "Keras 3 rejects Bidirectional around a layer with go_backwards=True",
+        lambda c: c.family == "bidi" and c.go_backwards,
+    ),
+    Exclusion(
+        "bidi-zero-output-overwritten",
+        "Bidirectional overwrites zero_output_for_mask with return_sequences, so the flag is not a distinct case",
+        lambda c: c.family == "bidi" and c.zero_output_for_mask,
+    ),
+    Exclusion(
+        "half-precision-non-contractive",
+        "half-precision policies run the whole recurrence in float16/bfloat16 (spec §6.3); with an "
+        "unbounded activation the state is not contractive and rounding errors grow step by step "
+        "(measured: 1e-2 relative after 15 steps, branch flips in hard_shrink), so no fixed "
+        "tolerance separates right from wrong; these activations are covered in float32/float64",
+        lambda c: c.dtype_policy in HALF_POLICIES
+        and not (c.activation in SQUASHING and c.recurrent_activation in SQUASHING),
+    ),
+)
+
+
+def excluded(case: Case) -> Optional[Exclusion]:
+    """The rule that removes this combination from the matrix, or None."""
+    return next((r for r in EXCLUSIONS if r.applies(case)), None)
+
+
+def keras_rejects(case: Case) -> Optional[str]:
+    """Why this combination is not in the matrix (Keras rejects it, or see :data:`EXCLUSIONS`)."""
+    rule = excluded(case)
+    return None if rule is None else rule.reason
+
+
+# --- known deviations -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownDeviation:
+    """A documented place where Keras's result differs from the reference's semantics.
+
+    ``quirk`` names the reference switch (:data:`bilstm_ref.lstm.QUIRKS`) that reproduces Keras's
+    result; a case under a deviation passes as "known deviation" only if Keras matches that
+    quirk model, so an unexplained difference still fails.
+    """
+
+    name: str
+    backends: frozenset[str]
+    quirk: str
+    reason: str
+    applies: Callable[[Case], bool] = dataclasses.field(compare=False)
+
+
+def _zofm_effective(case: Case) -> bool:
+    return case.return_sequences if case.family == "bidi" else case.zero_output_for_mask
+
+
+def _reads_backwards(case: Case) -> bool:
+    return case.family == "bidi" or case.go_backwards
+
+
+KNOWN_DEVIATIONS: tuple[KnownDeviation, ...] = (
+    KnownDeviation(
+        "tf-unroll-backward-mask-zeroing",
+        frozenset({"tensorflow"}),
+        "unroll_mask_reversed_zeroing",
+        "TF backend, unroll=True with a mask, go_backwards and zero_output_for_mask, returning "
+        "sequences: Keras zeroes the processing-order outputs with the un-reversed mask (spec §4.5 "
+        "'D'); a Bidirectional's backward half is affected since it forces zero_output_for_mask",
+        lambda c: c.unroll and c.mask != "none" and c.return_sequences and _reads_backwards(c) and _zofm_effective(c),
+    ),
+    KnownDeviation(
+        "jax-unroll-ignores-zero-output",
+        frozenset({"jax"}),
+        "unroll_ignores_zero_output",
+        "JAX backend, unroll=True with a mask: zero_output_for_mask is ignored (spec §4.5 'C')",
+        lambda c: c.unroll and c.mask != "none" and _zofm_effective(c),
+    ),
+    KnownDeviation(
+        "jax-masked-prefix-outputs-h0",
+        frozenset({"jax"}),
+        "masked_prefix_outputs_h0",
+        "JAX backend, rolled loop with a non-zero initial or carried state: masked steps before "
+        "the first valid step output h0 instead of 0 (spec §4.5 'B')",
+        lambda c: (not c.unroll) and c.mask != "none" and (c.initial_state or c.stateful) and not _zofm_effective(c),
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasWorkaround:
+    """A Keras bug that stops Keras from running a case through ``layer(...)`` at all, and how the
+    oracle still gets Keras's numbers (the computation is Keras's own; only bookkeeping is skipped)."""
+
+    name: str
+    reason: str
+    applies: Callable[[Case], bool] = dataclasses.field(compare=False)
+
+
+KERAS_WORKAROUNDS: tuple[KerasWorkaround, ...] = (
+    KerasWorkaround(
+        "bidi-stateful-return-state-compute-mask",
+        "Keras 3.15 Bidirectional.compute_mask raises TypeError (a generator multiplied by 2) on "
+        "every __call__ of a stateful layer with return_state=True; the oracle builds the layer "
+        "with build() and runs Bidirectional.call(), which computes the same outputs",
+        lambda c: c.family == "bidi" and c.stateful and c.return_state,
+    ),
+)
+
+
+def workarounds_for(case: Case) -> tuple[KerasWorkaround, ...]:
+    return tuple(w for w in KERAS_WORKAROUNDS if w.applies(case))
+
+
+def deviations_for(case: Case, backend: str) -> tuple[KnownDeviation, ...]:
+    """The known deviations that may show in ``case`` on ``backend``."""
+    return tuple(d for d in KNOWN_DEVIATIONS if backend in d.backends and d.applies(case))
+
+
+# --- the matrix -----------------------------------------------------------------------------
+
+_B = (False, True)
+
+
+def core_cases() -> list[Case]:
+    out = [
+        Case("bidi", rs, st, mask=m, initial_state=i, stateful=sf, merge_mode=mm)
+        for rs, st, mm, m, i, sf in itertools.product(_B, _B, MERGE_MODES, MASKS, _B, _B)
+    ]
+    out += [
+        Case("lstm", rs, st, mask=m, initial_state=i, stateful=sf, go_backwards=gb, zero_output_for_mask=z)
+        for rs, st, gb, m, i, sf, z in itertools.product(_B, _B, _B, MASKS, _B, _B, _B)
+    ]
+    return [c for c in out if keras_rejects(c) is None]
+
+
+_SECONDARY: dict[str, tuple[Any, ...]] = {
+    "activation": ACTIVATIONS,
+    "recurrent_activation": RECURRENT_ACTIVATIONS,
+    "dtype_policy": POLICIES,
+    "mask": MASKS,
+    "use_bias": (True, False),
+    "unroll": (False, True),
+    "dropout": (False, True),
+    "shape": ("std", "batch1", "T1", "units1", "longT"),
+    "return_sequences": _B,
+    "return_state": _B,
+    "initial_state": _B,
+    "stateful": _B,
+}
+_SHAPES = {
+    "std": dict(batch=3, time=5, units=4),
+    "batch1": dict(batch=1, time=5, units=4),
+    "T1": dict(batch=3, time=1, units=4),
+    "units1": dict(batch=3, time=5, units=1),
+    "longT": dict(batch=2, time=LONG_T, units=4),
+}
+
+
+def _pairwise_valid(combo: dict[str, Any]) -> bool:
+    """Whether some completion of a (partial) combination is a case Keras accepts."""
+    kw = {k: v for k, v in combo.items() if k not in ("shape", "family")}
+    kw.setdefault("return_sequences", False)
+    kw.setdefault("return_state", False)
+    families = [combo["family"]] if "family" in combo else ["bidi", "lstm"]
+    return any(keras_rejects(Case(f, group="pairwise", **kw)) is None for f in families)
+
+
+def pairwise_cases() -> list[Case]:
+    params = dict(
+        _SECONDARY,
+        family=("bidi", "lstm"),
+        merge_mode=MERGE_MODES,
+        backward=("default", "custom", "custom_same_units"),
+        go_backwards=_B,
+        zero_output_for_mask=_B,
+    )
+    result = []
+    for combo in all_pairs(params, _pairwise_valid, seed=0, tries=20):
+        shape = _SHAPES[combo.pop("shape")]
+        result.append(Case(group="pairwise", **combo, **shape))
+    return result
+
+
+@functools.lru_cache(maxsize=1)
+def _all_cases() -> tuple[Case, ...]:
+    seen: dict[str, Case] = {}
+    for c in core_cases() + pairwise_cases():
+        seen.setdefault(c.id, c)
+    return tuple(seen.values())
+
+
+def cases() -> list[Case]:
+    """The whole matrix: core combinations then pairwise secondary coverage, ids unique."""
+    return list(_all_cases())
+
+
+def select(all_cases: list[Case], patterns: list[str] | None = None) -> list[Case]:
+    """Cases whose id contains every ``-k``-style substring (``~pat`` excludes)."""
+    if not patterns:
+        return all_cases
+
+    def keep(c: Case) -> bool:
+        return all((p[1:] not in c.id) if p.startswith("~") else (p in c.id) for p in patterns)
+
+    return [c for c in all_cases if keep(c)]

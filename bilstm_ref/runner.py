@@ -1,0 +1,97 @@
+"""Runs a matrix case on an implementation and on Keras, and judges it output by output."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .compare import OutputResult, Tolerance, compare, tolerance_for
+from .matrix import Case, KnownDeviation, deviations_for
+from .spec import LayerSpec, reference_factory
+
+__all__ = ["CaseResult", "run_impl", "judge", "output_label", "Factory"]
+
+Factory = Callable[[LayerSpec], Any]
+Outputs = list[dict[str, np.ndarray]]
+
+PASS, FAIL, DEVIATION, ERROR = "pass", "fail", "known-deviation", "error"
+
+
+@dataclasses.dataclass
+class CaseResult:
+    """The verdict on one case: ``status`` is pass / fail / known-deviation / error."""
+
+    case: Case
+    status: str
+    outputs: list[OutputResult]
+    deviation: Optional[KnownDeviation] = None
+    message: str = ""
+
+    @property
+    def failures(self) -> list[OutputResult]:
+        return [o for o in self.outputs if not o.ok]
+
+    def describe(self) -> str:
+        lines = [f"{self.case.id}: {self.status}" + (f" ({self.message})" if self.message else "")]
+        lines += ["  " + o.describe() for o in (self.failures or [])]
+        return "\n".join(lines)
+
+
+def output_label(case: Case, call: int, name: str) -> str:
+    """``output`` for one-call cases; ``call1/output`` ... ``after_reset/output`` for stateful ones."""
+    if len(case.calls) == 1:
+        return name
+    if case.calls[call].reset_before:
+        return f"after_reset/{name}"
+    return f"call{call + 1}/{name}"
+
+
+def run_impl(case: Case, impl: Any) -> Outputs:
+    """Run every call of ``case`` on an implementation (``impl(x, mask=, initial_state=)``)."""
+    results = []
+    for call in case.calls:
+        if call.reset_before:
+            impl.reset_state()
+        init = None if call.initial_state is None else list(call.initial_state)
+        out = impl(call.x, mask=call.mask, initial_state=init)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        if len(outs) != len(case.output_names):
+            raise AssertionError(
+                f"{case.id}: implementation returned {len(outs)} outputs, expected {case.output_names}"
+            )
+        results.append(dict(zip(case.output_names, (np.asarray(o) for o in outs))))
+    return results
+
+
+def _compare_all(case: Case, expected: Outputs, actual: Outputs, tol: Tolerance) -> list[OutputResult]:
+    return [
+        compare(output_label(case, k, name), exp[name], act[name], tol)
+        for k, (exp, act) in enumerate(zip(expected, actual))
+        for name in case.output_names
+    ]
+
+
+def judge(
+    case: Case,
+    keras_outputs: Outputs,
+    backend: str,
+    factory: Optional[Factory] = None,
+    tol: Optional[Tolerance] = None,
+) -> CaseResult:
+    """Compare an implementation (the reference by default) with Keras's outputs for ``case``.
+
+    A mismatch on a case under a known deviation counts as that deviation only when Keras
+    matches the reference with the deviation's quirk switched on; otherwise it fails.
+    """
+    tol = tol or tolerance_for(case.dtype_policy)
+    impl = (factory or reference_factory)(case.spec())
+    results = _compare_all(case, keras_outputs, run_impl(case, impl), tol)
+    if all(r.ok for r in results):
+        return CaseResult(case, PASS, results)
+    for dev in deviations_for(case, backend):
+        quirky = run_impl(case, case.reference(quirks=(dev.quirk,)))
+        if all(r.ok for r in _compare_all(case, keras_outputs, quirky, tol)):
+            return CaseResult(case, DEVIATION, results, dev, dev.reason)
+    return CaseResult(case, FAIL, results)
