@@ -7,6 +7,7 @@ stateful layers are reset before each case.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections import OrderedDict
@@ -67,7 +68,7 @@ class KerasOracle:
         return out
 
     def _key(self, case: Case) -> tuple[Any, ...]:
-        fields = dict(vars(case))
+        fields = {f.name: getattr(case, f.name) for f in dataclasses.fields(case)}
         for per_call in ("mask", "initial_state", "group"):
             fields.pop(per_call)
         if not (case.stateful or case.unroll):
