@@ -938,4 +938,6 @@ def test_huge_finite_inputs_give_finite_outputs_without_warnings(rng, family, dt
             res = layer(x, mask=mask)
     for a in res:
         assert np.isfinite(a).all()
-        assert np.abs(a).max() <= 1.0  # tanh-bounded cell output, |h| <= 1
+    outputs_and_h = [res[0], res[1]] if family == "lstm" else [res[0], res[1], res[3]]
+    for a in outputs_and_h:
+        assert np.abs(a).max() <= 1.0  # h = o * tanh(c) is bounded by 1
