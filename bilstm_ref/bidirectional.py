@@ -155,12 +155,10 @@ class Bidirectional:
             self._custom_backward = True
         bw_cfg["zero_output_for_mask"] = layer.return_sequences
         self.backward_layer = LSTM.from_config(bw_cfg, **opts)
+        # As in Keras: a custom backward layer is used as is (its weights come along); the forward
+        # and derived backward layers are fresh copies of a config, so they need set_weights().
         if backward_layer is not None and backward_layer._weights is not None:
             self.backward_layer.set_weights(backward_layer.get_weights())
-        if layer._weights is not None:
-            self.forward_layer.set_weights(layer.get_weights())
-            if backward_layer is None:
-                self.backward_layer.set_weights(layer.get_weights())
 
     # --- flags (the forward layer's, as Keras reports them) ----------------------------------
     @property

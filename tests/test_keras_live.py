@@ -145,3 +145,24 @@ def test_cli_check_subset_runs_and_summarizes():
 def test_cli_check_no_match_is_an_error():
     proc = subprocess.run([sys.executable, "-m", "bilstm_ref", "check", "-k", "no-such-case"], capture_output=True, text=True)
     assert proc.returncode == 2 and "no matrix case matches" in proc.stderr
+
+
+def test_from_config_accepts_keras_get_config_dicts(keras, rng):
+    x = rng.normal(size=(2, 4, 3)).astype("float32")
+    kl = keras.layers.Bidirectional(
+        keras.layers.LSTM(3, return_sequences=True, return_state=True, recurrent_activation="hard_sigmoid"),
+        merge_mode="mul",
+    )
+    kl(x)
+    _randomize(kl, rng)
+    ref = br.Bidirectional.from_config(kl.get_config())
+    ref.set_weights(kl.get_weights())
+    for mine, theirs in zip(ref(x), kl(x)):
+        np.testing.assert_allclose(mine, np.asarray(theirs), atol=ATOL)
+    lstm = keras.layers.LSTM(4, go_backwards=True, return_sequences=True)
+    lstm(x)
+    _randomize(lstm, rng)
+    ref_lstm = br.LSTM.from_config(lstm.get_config())
+    ref_lstm.set_weights(lstm.get_weights())
+    np.testing.assert_allclose(ref_lstm(x), np.asarray(lstm(x)), atol=ATOL)
+    assert ref_lstm.get_config()["go_backwards"] is True
