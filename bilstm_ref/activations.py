@@ -138,11 +138,13 @@ def hard_shrink(x: np.ndarray) -> np.ndarray:
 
 
 def squareplus(x: np.ndarray) -> np.ndarray:
-    return (x + np.sqrt(x * x + _c(x, 4.0))) / _c(x, 2.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # x*x overflows to inf as in Keras's float32
+        return (x + np.sqrt(x * x + _c(x, 4.0))) / _c(x, 2.0)
 
 
 def sparse_plus(x: np.ndarray) -> np.ndarray:
-    q = _c(x, 0.25) * (x + _c(x, 1.0)) ** 2
+    with np.errstate(over="ignore"):  # the quadratic branch is discarded where it overflows
+        q = _c(x, 0.25) * (x + _c(x, 1.0)) ** 2
     return np.where(x <= -1, _c(x, 0.0), np.where(x < 1, q, x))
 
 

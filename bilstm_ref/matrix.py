@@ -328,6 +328,15 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
         lambda c: c.recurrent_activation == "exponential" and not c.use_bias,
     ),
     Exclusion(
+        "long-sequence-accumulating-error",
+        f"over T={LONG_T} (x3 chunks when stateful), a state that integrates (the saturated-forget "
+        "unit) or grows (an unbounded cell activation) accumulates rounding error step by step "
+        "(spec §9.1: linear growth in integrating regimes); measured 3% relative in float16 and "
+        "1.4e-3 in float32 after 192 steps, beyond any fixed tolerance for those formats. Long "
+        "sequences are covered with squashing activations in float32/float64",
+        lambda c: c.time == LONG_T and (c.dtype_policy in HALF_POLICIES or c.activation not in SQUASHING),
+    ),
+    Exclusion(
         "half-precision-non-contractive",
         "half-precision policies run the whole recurrence in float16/bfloat16 (spec §6.3); with an "
         "unbounded activation the state is not contractive and rounding errors grow step by step "
@@ -478,6 +487,8 @@ _SHAPES = {
 def _pairwise_valid(combo: dict[str, Any]) -> bool:
     """Whether some completion of a (partial) combination is a case Keras accepts."""
     kw = {k: v for k, v in combo.items() if k not in ("shape", "family")}
+    if "shape" in combo:
+        kw.update(_SHAPES[combo["shape"]])
     kw.setdefault("return_sequences", False)
     kw.setdefault("return_state", False)
     families = [combo["family"]] if "family" in combo else ["bidi", "lstm"]
@@ -504,7 +515,8 @@ def pairwise_cases() -> list[Case]:
 def _all_cases() -> tuple[Case, ...]:
     seen: dict[str, Case] = {}
     for c in core_cases() + pairwise_cases():
-        seen.setdefault(c.id, c)
+        if excluded(c) is None:
+            seen.setdefault(c.id, c)
     return tuple(seen.values())
 
 
