@@ -138,8 +138,9 @@ def hard_shrink(x: np.ndarray) -> np.ndarray:
 
 
 def squareplus(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore"):  # x*x overflows to inf as in Keras's float32
-        return (x + np.sqrt(x * x + _c(x, 4.0))) / _c(x, 2.0)
+    s = np.hypot(x, _c(x, 2.0))  # sqrt(x^2 + 4) without overflow
+    # (x + s) / 2, rewritten as 2 / (s - x) for x < 0 to avoid cancellation.
+    return np.where(x >= 0, (x + s) / _c(x, 2.0), _c(x, 2.0) / (s - np.minimum(x, _c(x, 0.0))))
 
 
 def sparse_plus(x: np.ndarray) -> np.ndarray:

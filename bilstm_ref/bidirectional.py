@@ -116,7 +116,8 @@ class Bidirectional:
         self.trainable = kwargs.get("trainable", True)
         opts = dict(dtype=layer.dtype, semantics=layer.semantics, quirks=layer.quirks)
         fw_cfg = layer.get_config()
-        fw_cfg["name"] = f"forward_{layer.name}"
+        base = layer.name.removeprefix("forward_")  # as Keras: a rebuilt config is not prefixed twice
+        fw_cfg["name"] = f"forward_{base}"
         fw_cfg["zero_output_for_mask"] = layer.return_sequences
         self.forward_layer = LSTM.from_config(fw_cfg, **opts)
         if backward_layer is None:
@@ -126,7 +127,7 @@ class Bidirectional:
                     "layers would not have different go_backwards (Keras 3 raises ValueError)"
                 )
             bw_cfg = layer.get_config()
-            bw_cfg["name"] = f"backward_{layer.name}"
+            bw_cfg["name"] = f"backward_{base}"
             bw_cfg["go_backwards"] = not layer.go_backwards
             self._custom_backward = False
         else:

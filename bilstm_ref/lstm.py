@@ -35,6 +35,7 @@ from . import activations as _act
 from .dtypes import cast_output, compute_dtype, policy_name
 from .errors import (
     ConfigError,
+    DTypeMismatchError,
     ResourceLimitError,
     ShapeMismatchError,
     StateError,
@@ -151,7 +152,7 @@ def scan(
 def _as_weight(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
-        raise ShapeMismatchError(f"{name}: expected a float array of shape {shape}, got dtype {arr.dtype}")
+        raise DTypeMismatchError(f"{name}: expected a float array of shape {shape}, got dtype {arr.dtype}")
     if arr.shape != shape:
         hint = " (looks transposed)" if arr.shape == shape[::-1] and len(shape) == 2 else ""
         raise ShapeMismatchError(f"{name}: expected shape {shape}, got {arr.shape}{hint}")
@@ -292,8 +293,9 @@ class LSTM:
         n4 = 4 * self.units
         kernel = np.asarray(weights[0])
         if kernel.ndim != 2 or kernel.shape[1] != n4:
+            hint = " (looks transposed)" if kernel.ndim == 2 and kernel.shape[0] == n4 else ""
             raise ShapeMismatchError(
-                f"{self.name} kernel: expected shape (input_dim, 4*units={n4}), got {kernel.shape}"
+                f"{self.name} kernel: expected shape (input_dim, 4*units={n4}), got {kernel.shape}{hint}"
             )
         d = kernel.shape[0]
         self._weights = _Weights(
@@ -349,7 +351,7 @@ class LSTM:
         for label, s in zip(("h", "c"), initial_state):
             arr = np.asarray(s)
             if arr.dtype.kind not in "fiu":
-                raise ShapeMismatchError(f"{self.name} initial_state {label}: expected floats, got {arr.dtype}")
+                raise DTypeMismatchError(f"{self.name} initial_state {label}: expected floats, got {arr.dtype}")
             if arr.shape != (batch, self.units):
                 raise ShapeMismatchError(
                     f"{self.name} initial_state {label}: expected shape (batch, units) = "
