@@ -169,3 +169,12 @@ def test_from_config_accepts_keras_get_config_dicts(keras, rng):
     ref_lstm.set_weights(lstm.get_weights())
     np.testing.assert_allclose(ref_lstm(x), np.asarray(lstm(x)), atol=ATOL)
     assert ref_lstm.get_config()["go_backwards"] is True
+
+
+def test_keras_bug_behind_the_stateful_return_state_workaround_is_still_there(keras, rng):
+    """matrix.KERAS_WORKAROUNDS exists because Keras 3.15 cannot __call__ this layer; when a Keras
+    release fixes it, this test fails and the workaround should go."""
+    kl = keras.layers.Bidirectional(keras.layers.LSTM(3, return_state=True, stateful=True))
+    x = rng.normal(size=(2, 4, 2)).astype("float32")
+    with pytest.raises(TypeError, match="generator"):
+        kl(x)
