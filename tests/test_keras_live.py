@@ -132,7 +132,7 @@ def test_huge_inputs_match_keras_without_warnings(keras, rng):
         np.testing.assert_allclose(mine, np.asarray(theirs), atol=ATOL)
 
 
-def test_cli_check_subset_runs_and_summarizes():
+def test_cli_check_subset_runs_and_summarizes(keras):
     proc = subprocess.run(
         [sys.executable, "-m", "bilstm_ref", "check", "-k", "bidi-concat-seq-state", "-k", "mask_right", "--jobs", "1"],
         capture_output=True, text=True, timeout=300,
