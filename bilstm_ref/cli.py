@@ -36,10 +36,9 @@ def _run_chunk(args: tuple[list[str], Optional[str]]) -> list[Any]:
     from .runner import ERROR, CaseResult, judge
 
     ids, dtype = args
-    by_id = {c.id: c for c in matrix.cases()}
     out = []
     for cid in ids:
-        case = by_id[cid]
+        case = matrix.by_id()[cid]
         try:
             out.append(judge(case, _ORACLE.run(case), _ORACLE.backend, dtype=dtype))
         except Exception as exc:  # a crash in one case is reported, not fatal to the run

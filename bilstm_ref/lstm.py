@@ -348,7 +348,7 @@ class LSTM:
             got = len(initial_state) if isinstance(initial_state, (list, tuple)) else type(initial_state).__name__
             raise ShapeMismatchError(f"{self.name} initial_state: expected 2 states [h, c], got {got}")
         out = []
-        for label, s in zip(("h", "c"), initial_state):
+        for label, s in zip(("h", "c"), initial_state, strict=True):
             arr = np.asarray(s)
             if arr.dtype.kind not in "fiu":
                 raise DTypeMismatchError(f"{self.name} initial_state {label}: expected floats, got {arr.dtype}")

@@ -520,6 +520,12 @@ def _all_cases() -> tuple[Case, ...]:
     return tuple(seen.values())
 
 
+@functools.lru_cache(maxsize=1)
+def by_id() -> dict[str, Case]:
+    """Every case of :func:`cases`, keyed by id (built once)."""
+    return {c.id: c for c in _all_cases()}
+
+
 def cases() -> list[Case]:
     """The whole matrix: core combinations then pairwise secondary coverage, ids unique."""
     return list(_all_cases())

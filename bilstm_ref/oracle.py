@@ -139,5 +139,5 @@ class KerasOracle:
                 raise AssertionError(
                     f"{case.id}: Keras returned {len(outs)} outputs, the matrix expects {case.output_names}"
                 )
-            results.append({n: np.asarray(convert(o)).astype(np.float64) for n, o in zip(case.output_names, outs)})
+            results.append({n: np.asarray(convert(o)).astype(np.float64) for n, o in zip(case.output_names, outs, strict=True)})
         return results

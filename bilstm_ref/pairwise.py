@@ -15,6 +15,13 @@ def _pairs(combo: Mapping[str, Any], names: Sequence[str]) -> set[tuple[str, Any
     return {(a, combo[a], b, combo[b]) for a, b in itertools.combinations(names, 2)}
 
 
+def _gain(combo: Combo, n: str, v: Any, order: Mapping[str, int], uncovered: set[Any]) -> int:
+    """How many uncovered pairs setting parameter ``n`` to ``v`` would cover, given ``combo``."""
+    return sum(
+        ((a, combo[a], n, v) if order[a] < order[n] else (n, v, a, combo[a])) in uncovered for a in combo
+    )
+
+
 def all_pairs(
     params: Mapping[str, Sequence[Any]],
     valid: Callable[[Combo], bool],
@@ -54,14 +61,7 @@ def all_pairs(
             for n in rest:
                 values = list(params[n])
                 rng.shuffle(values)
-
-                def gain(v: Any, n: str = n) -> int:
-                    return sum(
-                        ((a, combo[a], n, v) if order[a] < order[n] else (n, v, a, combo[a])) in uncovered
-                        for a in combo
-                    )
-
-                values.sort(key=gain, reverse=True)
+                values.sort(key=lambda v: _gain(combo, n, v, order, uncovered), reverse=True)
                 choice = next((v for v in values if valid({**combo, n: v})), None)
                 if choice is None:
                     break

@@ -61,14 +61,14 @@ def run_impl(case: Case, impl: Any) -> Outputs:
             raise AssertionError(
                 f"{case.id}: implementation returned {len(outs)} outputs, expected {case.output_names}"
             )
-        results.append(dict(zip(case.output_names, (np.asarray(o) for o in outs))))
+        results.append(dict(zip(case.output_names, (np.asarray(o) for o in outs), strict=True)))
     return results
 
 
 def _compare_all(case: Case, expected: Outputs, actual: Outputs, tol: Tolerance) -> list[OutputResult]:
     return [
         compare(output_label(case, k, name), exp[name], act[name], tol)
-        for k, (exp, act) in enumerate(zip(expected, actual))
+        for k, (exp, act) in enumerate(zip(expected, actual, strict=True))
         for name in case.output_names
     ]
 

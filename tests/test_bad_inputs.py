@@ -106,14 +106,14 @@ def test_e4_integer_input_is_cast_like_float_input(layer, dtype):
     x = np.arange(2 * 4 * D).reshape(2, 4, D) % 5  # 0..4: representable in every integer dtype
     got = layer(x.astype(dtype))
     want = layer(x.astype(np.float64))
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: np.dtype(d).name)
 def test_e4_lower_precision_float_input_is_upcast(layer, dtype):
     x = np.linspace(-1, 1, 2 * 4 * D).reshape(2, 4, D).astype(dtype)
-    for a, b in zip(layer(x), layer(x.astype(np.float64))):
+    for a, b in zip(layer(x), layer(x.astype(np.float64)), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -172,7 +172,7 @@ def test_e10_any_memory_layout_gives_the_same_result_and_is_not_modified(layer, 
     v = _variants(x, tmp_path)[kind]
     before = np.array(v, copy=True)
     got = layer(v, mask=mask)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(v, before)
 
@@ -187,7 +187,7 @@ def test_e10_read_only_fortran_mask_and_states_work_and_are_not_modified(rng):
     for a in (mask, h0, c0):
         a.flags.writeable = False
     got = lay(x, mask=mask, initial_state=[h0, c0])
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -227,7 +227,7 @@ def test_e11_numeric_mask_is_cast_to_bool_nonzero_valid(layer, rng, dtype):
     x = rng.normal(size=(2, 5, D))
     bool_mask = np.array([[1, 1, 1, 0, 0], [0, 1, 0, 1, 1]], dtype=bool)
     numeric = bool_mask.astype(dtype) * 3  # 3 and 0: any non-zero is valid
-    for a, b in zip(layer(x, mask=numeric), layer(x, mask=bool_mask)):
+    for a, b in zip(layer(x, mask=numeric), layer(x, mask=bool_mask), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -239,7 +239,7 @@ def test_e11_all_false_rows_keep_the_initial_state_and_output_zeros(rng):
     states = [rng.normal(size=(2, N)) for _ in range(4)]
     out, *got_states = lay(x, mask=mask, initial_state=states)
     np.testing.assert_array_equal(out[0], 0.0)
-    for got, init in zip(got_states, states):
+    for got, init in zip(got_states, states, strict=True):
         np.testing.assert_array_equal(got[0], init[0])
     assert np.all(out[1] != 0.0)
 

@@ -42,7 +42,7 @@ def test_seed_example(keras, rng, rs, rst):
         return
     out, h1, c1, h2, c2 = r
     assert len(k) == 5 and isinstance(k, tuple)
-    for mine, theirs in zip(r, k):
+    for mine, theirs in zip(r, k, strict=True):
         np.testing.assert_allclose(mine, np.asarray(theirs), atol=ATOL, rtol=0)
     if rs:
         assert out.shape == (1, 4, 6)
@@ -67,11 +67,11 @@ def test_from_keras_copies_config_weights_and_stateful_states(keras, rng):
     assert spec.provenance["semantics"] == "keras3" and spec.provenance["keras_version"] == keras.__version__
     ref = br.from_keras(kl)
     assert ref.merge_mode == "ave" and ref.forward_layer.activation == "softsign" and ref.stateful
-    for mine, theirs in zip(ref.get_weights(), kl.get_weights()):
+    for mine, theirs in zip(ref.get_weights(), kl.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
     x2 = rng.normal(size=(2, 5, 3)).astype("float32")
     k = kl.call(keras.ops.convert_to_tensor(x2))  # continues from the copied states
-    for mine, theirs in zip(ref(x2), k):
+    for mine, theirs in zip(ref(x2), k, strict=True):
         np.testing.assert_allclose(mine, np.asarray(theirs), atol=ATOL, rtol=1e-5)
 
 
@@ -127,7 +127,7 @@ def test_huge_inputs_match_keras_without_warnings(keras, rng):
     _randomize(kl, rng)
     k = kl(x)
     r = br.from_keras(kl)(x)  # pytest runs with -W error: any floating-point warning fails here
-    for mine, theirs in zip(r, k):
+    for mine, theirs in zip(r, k, strict=True):
         assert np.isfinite(mine).all()
         np.testing.assert_allclose(mine, np.asarray(theirs), atol=ATOL)
 
@@ -160,7 +160,7 @@ def test_from_config_accepts_keras_get_config_dicts(keras, rng):
     _randomize(kl, rng)
     ref = br.Bidirectional.from_config(kl.get_config())
     ref.set_weights(kl.get_weights())
-    for mine, theirs in zip(ref(x), kl(x)):
+    for mine, theirs in zip(ref(x), kl(x), strict=True):
         np.testing.assert_allclose(mine, np.asarray(theirs), atol=ATOL)
     lstm = keras.layers.LSTM(4, go_backwards=True, return_sequences=True)
     lstm(x)

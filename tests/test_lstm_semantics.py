@@ -389,7 +389,7 @@ def test_mask_all_true_equals_no_mask(rng):
     w = make_weights(rng, 3, 3)
     x = rng.normal(size=(2, 5, 3))
     layer = lstm(w, return_sequences=True, return_state=True, zero_output_for_mask=True)
-    for a, b in zip(layer(x, mask=np.ones((2, 5), dtype=bool)), layer(x)):
+    for a, b in zip(layer(x, mask=np.ones((2, 5), dtype=bool)), layer(x), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -542,7 +542,7 @@ def test_bidirectional_does_not_run_or_change_the_wrapped_layer(rng):
     assert layer.forward_layer is not inner and layer.backward_layer is not inner
     assert layer.forward_layer.name == "forward_lstm" and layer.backward_layer.name == "backward_lstm"
     assert layer.backward_layer.go_backwards and not inner.go_backwards
-    for a, b in zip(inner.get_weights(), w):
+    for a, b in zip(inner.get_weights(), w, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -702,7 +702,7 @@ def test_bidirectional_set_get_weights_order_forward_then_backward(rng, use_bias
     layer = bidi(wf + wb, return_sequences=True)
     got = layer.get_weights()
     assert len(got) == (6 if use_bias else 4)
-    for a, b in zip(got, wf + wb):
+    for a, b in zip(got, wf + wb, strict=True):
         np.testing.assert_array_equal(a, b)
     x = rng.normal(size=(2, 4, D))
     out = layer(x)
@@ -714,7 +714,7 @@ def test_lstm_get_weights_returns_the_set_values_in_keras_order(rng):
     w = make_weights(rng, 3, 2)
     got = lstm(w).get_weights()
     assert [a.shape for a in got] == [(3, 8), (2, 8), (8,)]
-    for a, b in zip(got, w):
+    for a, b in zip(got, w, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -742,7 +742,7 @@ def test_lstm_config_round_trip(rng):
     again.set_weights(w)
     x = rng.normal(size=(2, 4, 2))
     mask = np.array([[1, 0, 1, 1], [1, 1, 1, 0]], dtype=bool)
-    for a, b in zip(layer(x, mask=mask), again(x, mask=mask)):
+    for a, b in zip(layer(x, mask=mask), again(x, mask=mask), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -765,7 +765,7 @@ def test_bidirectional_config_round_trip_keeps_outputs(rng):
     again.set_weights(w)
     x = rng.normal(size=(2, 5, 3))
     mask = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]], dtype=bool)
-    for a, b in zip(layer(x, mask=mask), again(x, mask=mask)):
+    for a, b in zip(layer(x, mask=mask), again(x, mask=mask), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -863,10 +863,10 @@ def test_dtype_float32_computes_and_returns_float32(rng, family):
     r32, r64 = l32(x, mask=mask), l64(x, mask=mask)
     assert all(a.dtype == np.float32 for a in r32)
     assert all(a.dtype == np.float64 for a in r64)
-    for a, b in zip(r32, r64):
+    for a, b in zip(r32, r64, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     # float32 arithmetic, not a float64 run cast at the end
-    assert any(np.any(a != b.astype(np.float32)) for a, b in zip(r32, r64))
+    assert any(np.any(a != b.astype(np.float32)) for a, b in zip(r32, r64, strict=True))
 
 
 def test_unsupported_compute_dtype_is_rejected():
@@ -919,7 +919,7 @@ def test_nan_in_a_masked_step_does_not_propagate(rng, family):
     else:
         layer = bidi(make_weights(rng, D, n) + make_weights(rng, D, n), return_sequences=True, return_state=True)
     res, clean = layer(x, mask=mask), layer(x_clean, mask=mask)
-    for a, b in zip(res, clean):
+    for a, b in zip(res, clean, strict=True):
         assert np.isfinite(a).all()
         np.testing.assert_array_equal(a, b)
 

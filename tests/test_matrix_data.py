@@ -171,7 +171,7 @@ def valid_representatives(value_classes) -> list[dict[str, Any]]:
     """Every valid combination of representatives: the feasible space up to equivalent values."""
     names = list(PAIRWISE_PARAMS)
     reps = [sorted(set(value_classes[k].values()), key=repr) for k in names]
-    return [dict(zip(names, combo)) for combo in itertools.product(*reps) if _valid(dict(zip(names, combo)))]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*reps) if _valid(dict(zip(names, combo, strict=True)))]
 
 
 def test_equivalent_values_never_change_exclusion(value_classes):
@@ -256,9 +256,9 @@ def test_case_weights_differ_between_cases(all_cases):
 def test_case_numbers_are_reproducible(all_cases):
     c = all_cases[3]
     again = Case(**{f.name: getattr(c, f.name) for f in c.__dataclass_fields__.values()})
-    for a, b in zip(c.weights, again.weights):
+    for a, b in zip(c.weights, again.weights, strict=True):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(c.calls, again.calls):
+    for a, b in zip(c.calls, again.calls, strict=True):
         np.testing.assert_array_equal(a.x, b.x)
 
 
@@ -363,7 +363,7 @@ def _toy_valid(combo: dict[str, Any]) -> bool:
 
 
 def _toy_feasible_pairs() -> set[tuple]:
-    full = [dict(zip(TOY, vals)) for vals in itertools.product(*TOY.values())]
+    full = [dict(zip(TOY, vals, strict=True)) for vals in itertools.product(*TOY.values())]
     valid = [c for c in full if _toy_valid(c)]
     return {(a, c[a], b, c[b]) for c in valid for a, b in itertools.combinations(TOY, 2)}
 

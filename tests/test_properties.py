@@ -143,7 +143,7 @@ def test_mask_of_all_true_equals_no_mask(p, rs, zofm, gb, init):
     state = p.states() if init else None
     with_mask = layer(p.x(), mask=np.ones((p.B, p.T), dtype=bool), initial_state=state)
     without = layer(p.x(), initial_state=state)
-    for a, b in zip(with_mask, without):
+    for a, b in zip(with_mask, without, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -152,7 +152,7 @@ def test_mask_of_all_true_equals_no_mask(p, rs, zofm, gb, init):
 def test_bidirectional_mask_of_all_true_equals_no_mask(p, merge_mode, rs):
     layer = Bidirectional(LSTM(p.n, return_sequences=rs, return_state=True), merge_mode=merge_mode)
     layer.set_weights(p.weights(0) + p.weights(1))
-    for a, b in zip(layer(p.x(), mask=np.ones((p.B, p.T), dtype=bool)), layer(p.x())):
+    for a, b in zip(layer(p.x(), mask=np.ones((p.B, p.T), dtype=bool)), layer(p.x()), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -167,7 +167,7 @@ def test_go_backwards_equals_forward_lstm_on_time_reversed_input_and_mask(p, rs,
     kw = dict(return_sequences=rs, return_state=True, zero_output_for_mask=zofm)
     back = _lstm(p, go_backwards=True, **kw)(p.x(), mask=mask, initial_state=state)
     fwd = _lstm(p, **kw)(p.x()[:, ::-1], mask=None if mask is None else mask[:, ::-1], initial_state=state)
-    for a, b in zip(back, fwd):
+    for a, b in zip(back, fwd, strict=True):
         _close(a, b)
 
 
@@ -189,5 +189,5 @@ def test_bidirectional_concat_halves_equal_separately_built_lstms(p, rs, init, u
         y_b = y_b[:, ::-1]  # re-aligned to input time only for sequences
     _close(out[..., : p.n], y_f)
     _close(out[..., p.n :], y_b)
-    for a, b in zip((h_f, c_f, h_b, c_b), (hf_w, cf_w, hb_w, cb_w)):
+    for a, b in zip((h_f, c_f, h_b, c_b), (hf_w, cf_w, hb_w, cb_w), strict=True):
         _close(a, b)
