@@ -5,11 +5,14 @@ from __future__ import annotations
 __all__ = [
     "BilstmRefError",
     "ConfigError",
+    "CorruptFileError",
     "DTypeMismatchError",
+    "FileAccessError",
     "KerasUnavailableError",
     "ResourceLimitError",
     "ShapeMismatchError",
     "StateError",
+    "UnsafeModelError",
     "UnsupportedModelError",
 ]
 
@@ -48,3 +51,16 @@ class ResourceLimitError(BilstmRefError):
 
 class KerasUnavailableError(BilstmRefError):
     """Keras (the live oracle) is needed for this operation but cannot be imported."""
+
+
+class UnsafeModelError(BilstmRefError):
+    """A model file asks for something that would run code or reach outside the file
+    (a Lambda, a non-Keras module, an external HDF5 link or storage); nothing of it was executed."""
+
+
+class CorruptFileError(BilstmRefError):
+    """A model or config file cannot be parsed: wrong signature, truncated, bad JSON, missing members."""
+
+
+class FileAccessError(BilstmRefError):
+    """A path is not a readable local regular file (missing, a directory, a FIFO, a device, a URL)."""

@@ -1,0 +1,305 @@
+"""Keras model configs read as plain data: the layers they list, which are safe and supported, and
+the normalized config of an LSTM / Bidirectional layer ready for the reference.
+
+Nothing here resolves a ``module`` or ``class_name`` string to code. Keras 3 configs (``module``
+keys, ``Functional``/``Sequential``), Keras 2 configs (``Model``/``Functional``/``Sequential``,
+including the list-style Sequential configs of Keras <= 2.2.4), nested models, and the op nodes
+Keras 3 records for masks (``NotEqual``, ``Any``) are understood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Iterator, Optional
+
+from ..errors import CorruptFileError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
+from . import limits
+
+MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+RECURRENT_CLASSES = frozenset({"LSTM", "CuDNNLSTM"})
+SUPPORTED_CLASSES = frozenset({"LSTM", "CuDNNLSTM", "Bidirectional"})
+#: Layers that carry code or reach outside the file; never loaded, whatever the request.
+CODE_CLASSES = {
+    "Lambda": "Lambda layers carry code (marshalled Python) and are not supported",
+    "TFSMLayer": "TFSMLayer loads an external SavedModel and is not supported",
+    "TorchModuleWrapper": "TorchModuleWrapper carries a pickled torch module and is not supported",
+}
+#: Modules a config may name (the loader never imports them; anything else is refused).
+_SAFE_MODULE = re.compile(r"^(tf_)?keras(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_MARSHAL_MARKERS = ("__lambda__", "function_type")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerEntry:
+    """One layer (or op node) listed in a model config."""
+
+    name: str
+    class_name: str
+    config: Any
+    json_path: str
+    scope: tuple[str, ...]  # names of the enclosing nested models, outermost first
+    module: Optional[str]
+    registered_name: Optional[str]
+
+    @property
+    def qualified_name(self) -> str:
+        return "/".join(self.scope + (self.name,))
+
+    @property
+    def is_op(self) -> bool:
+        """A Keras 3 functional op node (e.g. the NotEqual/Any computing a mask), not a layer."""
+        return bool(self.module and self.module.startswith("keras.src.ops"))
+
+    @property
+    def is_model(self) -> bool:
+        return self.class_name in MODEL_CLASSES
+
+
+def _dict(value: Any, where: str, file_name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{file_name!r}: {where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def model_layers(model: Any, file_name: str, where: str = "$") -> list[LayerEntry]:
+    """Every layer of a serialized model (``{"class_name": ..., "config": ...}``), nested models flattened.
+
+    Nested models appear themselves and then their layers, with ``scope`` naming the path.
+    """
+    model = _dict(model, where, file_name)
+    if "class_name" not in model:
+        raise CorruptFileError(f"{file_name!r}: {where}: expected a serialized Keras model with 'class_name'")
+    out: list[LayerEntry] = []
+    _walk(model, where, (), file_name, out, depth=0)
+    return out
+
+
+def _walk(model: dict[str, Any], where: str, scope: tuple[str, ...], file_name: str, out: list[LayerEntry],
+          depth: int) -> None:
+    if depth > 32:
+        raise CorruptFileError(f"{file_name!r}: {where}: models nested more than 32 deep")
+    cls = model.get("class_name")
+    if cls not in MODEL_CLASSES:
+        raise UnsupportedModelError(
+            f"{file_name!r}: {where}: model class {cls!r} is not supported; expected one of {sorted(MODEL_CLASSES)}"
+        )
+    cfg = model.get("config")
+    if isinstance(cfg, list):  # Keras <= 2.2.4 Sequential: the config is the list of layers
+        layers, lwhere = cfg, f"{where}.config"
+    else:
+        cfg = _dict(cfg, f"{where}.config", file_name)
+        layers, lwhere = cfg.get("layers"), f"{where}.config.layers"
+    if not isinstance(layers, list):
+        raise CorruptFileError(f"{file_name!r}: {lwhere}: expected a list of layers")
+    for i, entry in enumerate(layers):
+        ewhere = f"{lwhere}[{i}]"
+        entry = _dict(entry, ewhere, file_name)
+        class_name = entry.get("class_name")
+        config = entry.get("config")
+        name = entry.get("name")
+        if name is None and isinstance(config, dict):
+            name = config.get("name")
+        if not isinstance(class_name, str) or not isinstance(name, str):
+            raise CorruptFileError(f"{file_name!r}: {ewhere}: expected 'class_name' and 'name' strings")
+        module = entry.get("module")
+        registered = entry.get("registered_name")
+        layer = LayerEntry(
+            name, class_name, config, ewhere, scope,
+            module if isinstance(module, str) else None,
+            registered if isinstance(registered, str) else None,
+        )
+        out.append(layer)
+        if layer.is_model and isinstance(config, (dict, list)):
+            _walk(entry, ewhere, scope + (name,), file_name, out, depth + 1)
+
+
+def find_layer(entries: list[LayerEntry], layer: Optional[str], file_name: str) -> LayerEntry:
+    """The requested layer (by name, or ``outer/inner`` for nested models), or the only candidate."""
+    candidates = [e for e in entries if e.class_name in SUPPORTED_CLASSES]
+    if layer is None:
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            classes = sorted({e.class_name for e in entries})
+            raise UnsupportedModelError(
+                f"{file_name!r}: no LSTM or Bidirectional layer in the model (layer classes: {classes})"
+            )
+        names = [e.qualified_name for e in candidates]
+        raise UnsupportedModelError(
+            f"{file_name!r}: {len(candidates)} LSTM/Bidirectional layers; choose one with layer=: {names}"
+        )
+    matches = [e for e in entries if layer in (e.qualified_name, e.name)]
+    exact = [e for e in matches if e.qualified_name == layer]
+    matches = exact or matches
+    if not matches:
+        raise UnsupportedModelError(
+            f"{file_name!r}: no layer named {layer!r}; LSTM/Bidirectional layers: "
+            f"{[e.qualified_name for e in candidates]}"
+        )
+    if len(matches) > 1:
+        raise UnsupportedModelError(
+            f"{file_name!r}: layer name {layer!r} is ambiguous: {[e.qualified_name for e in matches]}"
+        )
+    return matches[0]
+
+
+def layer_status(entry: LayerEntry) -> tuple[bool, str]:
+    """Whether ``entry`` can be loaded, and why not (for ``inspect``). Never raises."""
+    if entry.class_name in CODE_CLASSES:
+        return False, CODE_CLASSES[entry.class_name]
+    if entry.is_op:
+        return False, "op node (e.g. the mask computation of Masking); not a layer"
+    if entry.is_model:
+        return False, "nested model; its layers are listed after it"
+    if entry.class_name not in SUPPORTED_CLASSES:
+        return False, "not an LSTM or Bidirectional layer; listed only, never instantiated"
+    try:
+        check_safe(entry.config, f"{entry.json_path}.config", "<inspect>")
+        normalize(entry, "<inspect>")
+    except Exception as e:  # report, do not raise
+        return False, str(e).replace("'<inspect>': ", "")
+    return True, "supported"
+
+
+def walk_objects(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every dict inside ``value`` with its JSON path (iterative: no recursion limit to trip)."""
+    stack = [(where, value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            yield path, node
+            for key, child in node.items():
+                if isinstance(child, (dict, list)):
+                    stack.append((f"{path}.{key}", child))
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                if isinstance(child, (dict, list)):
+                    stack.append((f"{path}[{i}]", child))
+
+
+def check_safe(config: Any, where: str, file_name: str) -> None:
+    """Refuse a layer config that names a non-Keras module or embeds code, anywhere inside it."""
+    for path, obj in walk_objects(config, where):
+        module = obj.get("module")
+        if module is not None and (not isinstance(module, str) or not _SAFE_MODULE.match(module)):
+            raise UnsafeModelError(
+                f"{file_name!r}: {path}: names module {module!r}; only Keras's own modules are accepted "
+                "(nothing was imported)"
+            )
+        cls = obj.get("class_name")
+        if cls in CODE_CLASSES or cls == "__lambda__":
+            raise UnsafeModelError(f"{file_name!r}: {path}: {CODE_CLASSES.get(cls, 'embedded code')}")
+        registered = obj.get("registered_name")
+        if isinstance(registered, str) and ">" in registered:
+            raise UnsafeModelError(
+                f"{file_name!r}: {path}: custom registered object {registered!r}; custom code is not loaded"
+            )
+        if obj.get("function_type") == "lambda":
+            raise UnsafeModelError(f"{file_name!r}: {path}: embedded lambda code")
+
+
+# --- normalization to the reference's configs ----------------------------------------------------
+_CUDNN_KEYS = {
+    "name", "trainable", "dtype", "units", "return_sequences", "return_state", "go_backwards", "stateful",
+    "kernel_initializer", "recurrent_initializer", "bias_initializer", "unit_forget_bias",
+    "kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+    "kernel_constraint", "recurrent_constraint", "bias_constraint", "batch_input_shape", "input_shape",
+    "batch_size", "time_major",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalized:
+    """A layer ready for the reference: ``class_name`` ``"LSTM"`` or ``"Bidirectional"``."""
+
+    class_name: str
+    config: dict[str, Any]
+    directions: tuple[dict[str, Any], ...]  # the LSTM config of each direction, weights order
+    cudnn: tuple[bool, ...]  # per direction: weights stored in the CuDNNLSTM layout
+    input_dim: Optional[int]  # from build information when the file records it
+
+
+def _units(cfg: dict[str, Any], where: str, file_name: str) -> int:
+    units = cfg.get("units")
+    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        raise UnsupportedModelError(f"{file_name!r}: {where}.units: expected a positive integer, got {units!r}")
+    if 4 * units * units * 8 > limits.MAX_DATASET_BYTES:
+        raise ResourceLimitError(
+            f"{file_name!r}: {where}.units: {units} units would need a {units}x{4 * units} recurrent kernel, "
+            f"over the limit of {limits.MAX_DATASET_BYTES} bytes (limits.MAX_DATASET_BYTES)"
+        )
+    return units
+
+
+def _lstm(entry: Any, where: str, file_name: str) -> tuple[dict[str, Any], bool]:
+    """(LSTM config for the reference, stored in the CuDNN layout) of a serialized LSTM/CuDNNLSTM."""
+    entry = _dict(entry, where, file_name)
+    cls = entry.get("class_name")
+    if cls not in RECURRENT_CLASSES:
+        raise UnsupportedModelError(
+            f"{file_name!r}: {where}: only LSTM (or CuDNNLSTM) is supported inside Bidirectional, got {cls!r}"
+        )
+    cfg = dict(_dict(entry.get("config"), f"{where}.config", file_name))
+    _units(cfg, f"{where}.config", file_name)
+    if cfg.pop("time_major", False):
+        raise UnsupportedModelError(f"{file_name!r}: {where}.config: option 'time_major=True' is not supported")
+    if cls == "CuDNNLSTM":
+        unknown = sorted(set(cfg) - _CUDNN_KEYS)
+        if unknown:
+            raise UnsupportedModelError(f"{file_name!r}: {where}.config: unknown CuDNNLSTM options {unknown}")
+        cfg = {
+            k: v for k, v in cfg.items()
+            if k in ("name", "dtype", "units", "return_sequences", "return_state", "go_backwards", "stateful")
+        }
+        # cuDNN's fixed cell: tanh / sigmoid, with bias, no dropout (converted weights, spec §7.6).
+        cfg.update(activation="tanh", recurrent_activation="sigmoid", use_bias=True)
+        return cfg, True
+    return cfg, False
+
+
+def _input_dim(entry: dict[str, Any]) -> Optional[int]:
+    for holder in (entry.get("build_config"), entry.get("config")):
+        if isinstance(holder, dict):
+            shape = holder.get("input_shape") or holder.get("batch_input_shape")
+            if isinstance(shape, list) and shape and isinstance(shape[-1], int) and not isinstance(shape[-1], bool):
+                return shape[-1]
+    return None
+
+
+def normalize(entry: LayerEntry, file_name: str) -> Normalized:
+    """The reference's config for a supported layer entry; every unsupported option named."""
+    where = entry.json_path
+    raw = {"class_name": entry.class_name, "config": entry.config}
+    if entry.class_name in RECURRENT_CLASSES:
+        cfg, cudnn = _lstm(raw, where, file_name)
+        dim = _input_dim(raw) or _input_dim({"config": entry.config})
+        return Normalized("LSTM", cfg, (cfg,), (cudnn,), dim)
+    if entry.class_name != "Bidirectional":
+        raise UnsupportedModelError(
+            f"{file_name!r}: {where}: layer {entry.name!r} is a {entry.class_name}; "
+            f"expected one of {sorted(SUPPORTED_CLASSES)}"
+        )
+    cfg = dict(_dict(entry.config, f"{where}.config", file_name))
+    num_constants = cfg.pop("num_constants", 0)
+    if num_constants:
+        raise UnsupportedModelError(f"{file_name!r}: {where}.config: option 'num_constants' is not supported")
+    cfg.pop("trainable", None)
+    inner = _dict(cfg.get("layer"), f"{where}.config.layer", file_name)
+    fw, fw_cudnn = _lstm(inner, f"{where}.config.layer", file_name)
+    if fw.get("go_backwards"):
+        raise UnsupportedModelError(
+            f"{file_name!r}: {where}.config.layer: a wrapped layer with go_backwards=True is not supported "
+            "(Keras 2 accepted it with misaligned outputs; Keras 3 rejects it)"
+        )
+    bw_entry = cfg.get("backward_layer")
+    dim = _input_dim(inner)
+    cfg["layer"] = {"class_name": "LSTM", "config": fw}
+    if bw_entry is None:
+        bw = dict(fw, go_backwards=not fw.get("go_backwards", False))
+        bw_cudnn = fw_cudnn
+        cfg.pop("backward_layer", None)
+    else:
+        bw, bw_cudnn = _lstm(bw_entry, f"{where}.config.backward_layer", file_name)
+        cfg["backward_layer"] = {"class_name": "LSTM", "config": bw}
+    return Normalized("Bidirectional", cfg, (fw, bw), (fw_cudnn, bw_cudnn), dim)
