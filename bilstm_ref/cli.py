@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import multiprocessing
 import os
 import sys
@@ -176,6 +177,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _print_inspect(info: dict[str, Any], out: Any = sys.stdout) -> None:
+    w = out.write
+    w(f"file:      {info['file']}\n")
+    w(f"format:    {info['format']}\n")
+    if info.get("config"):
+        w(f"config:    {info['config']}\n")
+    w(f"keras:     {info['keras_version'] or 'not recorded'}   backend: {info['backend'] or 'not recorded'}\n")
+    w(f"semantics: {info['semantics']} ({info['semantics_reason']})\n")
+    if info["layers"]:
+        w("layers:\n")
+        width = max(len(r["name"]) for r in info["layers"])
+        cwidth = max(len(r["class_name"]) for r in info["layers"])
+        for row in info["layers"]:
+            mark = "ok " if row["supported"] else "-- "
+            w(f"  {mark}{row['name']:<{width}}  {row['class_name']:<{cwidth}}  {row['reason']}\n")
+            if "config" in row:
+                cfg = row["config"]
+                extra = {k: cfg[k] for k in ("merge_mode",) if k in cfg}
+                if extra:
+                    w(f"        {extra}\n")
+                for d in row.get("directions", []):
+                    w(f"        {d}\n")
+                for wt in row.get("weights", []):
+                    w(f"        {wt['path']}  {tuple(wt['shape'])}  {wt['dtype']}\n")
+    for warning in info["warnings"]:
+        w(f"warning: {warning}\n")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .loaders import inspect_file
+
+    info = inspect_file(args.file, config=args.config)
+    if args.json:
+        json.dump(info, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        _print_inspect(info)
+    return 0
+
+
 def _versions() -> dict[str, str]:
     """Versions as a worker process sees them."""
     return _ORACLE.versions
@@ -193,8 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: CPU count)")
     c.add_argument("--dtype", choices=("float64", "float32"), default=None, help="reference compute dtype (default float64)")
     c.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    _add_inspect(sub)
     c.set_defaults(func=cmd_check)
     return p
+
+
+def _add_inspect(sub: Any) -> None:
+    i = sub.add_parser("inspect", help="what a model file holds: layers, configs, weight shapes, Keras version")
+    i.add_argument("file", help="a .keras archive, a .weights.h5 or a legacy .h5 file")
+    i.add_argument("--config", default=None, help="architecture for weights-only files (model JSON or .keras)")
+    i.add_argument("--json", action="store_true", help="print the result as JSON")
+    i.set_defaults(func=cmd_inspect)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -21,7 +21,7 @@ def _to_numpy(v: Any) -> np.ndarray:
 
 
 def spec_from_keras(layer: Any) -> LayerSpec:
-    """The :class:`LayerSpec` of a live Keras 3 ``LSTM`` or ``Bidirectional(LSTM)`` layer.
+    """The :class:`LayerSpec` of a live Keras 3 or tf_keras (Keras 2) ``LSTM`` or ``Bidirectional(LSTM)`` layer.
 
     Copies the config, the weights (``get_weights()`` order) and, for a built stateful layer,
     its current states.
@@ -33,7 +33,7 @@ def spec_from_keras(layer: Any) -> LayerSpec:
         )
     module = type(layer).__module__
     if module.startswith("tf_keras"):
-        raise UnsupportedModelError("from_keras: tf_keras (Keras 2) layers are not supported yet")
+        return _spec_from_tf_keras(layer, cls)
     import keras
 
     states = None
@@ -46,16 +46,46 @@ def spec_from_keras(layer: Any) -> LayerSpec:
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
         "semantics": "keras3",
+        "semantics_reason": "live Keras 3 layer",
     }
     weights = tuple(np.asarray(w) for w in layer.get_weights())
     return LayerSpec(cls, layer.get_config(), weights, provenance, states)
+
+
+def _spec_from_tf_keras(layer: Any, cls: str) -> LayerSpec:
+    """A live tf_keras (Keras 2) layer: its config normalized as for a Keras 2 file, Keras 2 semantics."""
+    import tf_keras
+
+    from .loaders.model_config import LayerEntry, normalize
+
+    where = f"live tf_keras layer {layer.name!r}"
+    entry = LayerEntry(layer.name, cls, layer.get_config(), "$", (), None, None)
+    norm = normalize(entry, where)
+    states = None
+    if getattr(layer, "stateful", False) and getattr(layer, "built", False):
+        if cls == "Bidirectional":
+            live = list(layer.forward_layer.states) + list(layer.backward_layer.states)
+        else:
+            live = list(layer.states)
+        if live and all(s is not None for s in live):
+            states = tuple(_to_numpy(s) for s in live)
+    provenance = {
+        "source": where,
+        "keras_version": tf_keras.__version__,
+        "backend": "tensorflow",
+        "semantics": "keras2",
+        "semantics_reason": "live tf_keras (Keras 2) layer",
+    }
+    weights = tuple(np.asarray(w) for w in layer.get_weights())
+    return LayerSpec(norm.class_name, norm.config, weights, provenance, states)
 
 
 def from_keras(layer: Any, dtype: Any = None) -> Layer:
     """The reference for a live Keras layer: ``br.from_keras(keras_bidirectional_layer)``.
 
     Args:
-        layer: a built Keras 3 ``LSTM`` or ``Bidirectional`` wrapping an ``LSTM``.
+        layer: a built Keras 3 or tf_keras ``LSTM``, or ``Bidirectional`` wrapping an ``LSTM``
+            (tf_keras layers run under Keras 2 semantics).
         dtype: compute dtype of the reference, ``"float64"`` (default) or ``"float32"``.
     """
     return build(spec_from_keras(layer), dtype=dtype)
