@@ -23,7 +23,7 @@ def _cases() -> list:
     for manifest in sorted(DATA.glob("keras-*/manifest.json")):
         folder = manifest.parent
         files = json.loads(manifest.read_text())["files"]
-        for stem, info in sorted(files.items()):
+        for _stem, info in sorted(files.items()):
             variants = [(info["h5"], None)]
             if info.get("weights_only_h5"):
                 variants.append((info["weights_only_h5"], info["json"]))

@@ -6,6 +6,7 @@ the member or dataset path, and expected vs actual. Nothing is extracted, execut
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import json
@@ -373,7 +374,7 @@ def read_string_list(obj: Any, key: str, file_name: str) -> Optional[list[str]]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise CorruptFileError(f"{file_name!r}: {obj.name} attribute {key!r}: expected a list of names")
-    duplicates = sorted({v for v in value if value.count(v) > 1})
+    duplicates = sorted(k for k, n in collections.Counter(value).items() if n > 1)
     if duplicates:
         raise CorruptFileError(f"{file_name!r}: {obj.name} attribute {key!r}: duplicate names {duplicates}")
     return value

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import h5py
 import numpy as np
 
-from ..errors import CorruptFileError, ShapeMismatchError, UnsupportedModelError
+from ..errors import BilstmRefError, CorruptFileError, ShapeMismatchError, UnsafeModelError, UnsupportedModelError
 from ..spec import Layer, LayerSpec, build
 from . import limits
 from ._io import (
@@ -36,7 +36,17 @@ from ._io import (
     read_head,
     read_string_list,
 )
-from .model_config import LayerEntry, Normalized, check_safe, find_layer, layer_status, model_layers, normalize
+from .model_config import (
+    CODE_CLASSES,
+    SUPPORTED_CLASSES,
+    LayerEntry,
+    Normalized,
+    check_safe,
+    find_layer,
+    layer_status,
+    model_layers,
+    normalize,
+)
 
 __all__ = ["load", "load_spec", "inspect_file", "SEMANTICS"]
 
@@ -228,8 +238,13 @@ def _keras3_layer_group(src: _Source, entries: list[LayerEntry], target: LayerEn
         layers = h5_get(group, "layers", src.file_name)
         keys = h5_children(layers, src.file_name)
         found = None
-        for key in keys:  # Keras >= 3.x records the layer's name on layers/<key>/vars
-            vars_ = layers.get(f"{key}/vars", getlink=False) if key in layers else None
+        for key in keys:  # Keras 3 records the layer's name on layers/<key>/vars (hard links only)
+            if not isinstance(layers.get(key, getlink=True), h5py.HardLink):
+                continue
+            child = layers[key]
+            if not isinstance(child, h5py.Group) or not isinstance(child.get("vars", getlink=True), h5py.HardLink):
+                continue
+            vars_ = child["vars"]
             if isinstance(vars_, h5py.Group) and read_attr(vars_, "name", src.file_name) == name:
                 found = key
                 break
@@ -390,11 +405,12 @@ def load_spec(path: PathLike, layer: Optional[str] = None, config: Optional[Path
         entries = _entries(src)
         cfg_name = src.config_source or src.file_name
         target = find_layer(entries, layer, cfg_name)
-        ok, reason = layer_status(target)
-        if target.class_name in ("Lambda", "TFSMLayer", "TorchModuleWrapper") or not ok:
-            check_safe({"class_name": target.class_name, "module": target.module, "config": target.config},
-                       target.json_path, cfg_name)
-        if target.is_op or target.is_model or target.class_name not in ("LSTM", "CuDNNLSTM", "Bidirectional"):
+        if target.class_name in CODE_CLASSES:
+            raise UnsafeModelError(
+                f"{cfg_name!r}: {target.json_path} {target.qualified_name!r}: {CODE_CLASSES[target.class_name]}"
+            )
+        if target.class_name not in SUPPORTED_CLASSES or target.is_op:
+            _, reason = layer_status(target)
             raise UnsupportedModelError(
                 f"{cfg_name!r}: {target.json_path}: layer {target.qualified_name!r} is a {target.class_name}: "
                 f"{reason}; only LSTM and Bidirectional(LSTM) layers are loaded"
@@ -481,7 +497,7 @@ def inspect_file(path: PathLike, config: Optional[PathLike] = None) -> dict[str,
                     bad = [ds.name for ds, a in zip(datasets, arrays, strict=True) if not np.isfinite(a).all()]
                     if bad:
                         info["warnings"].append(f"{entry.qualified_name}: NaN or Inf in weights {bad}")
-                except Exception as e:  # inspect reports; load raises
+                except BilstmRefError as e:  # inspect reports; load raises
                     row["supported"], row["reason"] = False, f"weights: {e}"
                 if any(norm.cudnn):
                     info["warnings"].append(

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from typing import Any, Iterator, Optional
 
-from ..errors import CorruptFileError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
+from ..errors import BilstmRefError, CorruptFileError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
 from . import limits
 
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
@@ -157,7 +157,7 @@ def layer_status(entry: LayerEntry) -> tuple[bool, str]:
     try:
         check_safe(entry.config, f"{entry.json_path}.config", "<inspect>")
         normalize(entry, "<inspect>")
-    except Exception as e:  # report, do not raise
+    except BilstmRefError as e:  # report, do not raise
         return False, str(e).replace("'<inspect>': ", "")
     return True, "supported"
 
