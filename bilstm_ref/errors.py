@@ -8,6 +8,9 @@ __all__ = [
     "CorruptFileError",
     "DTypeMismatchError",
     "FileAccessError",
+    "FixtureExistsError",
+    "FixtureIntegrityError",
+    "FixtureLockError",
     "KerasUnavailableError",
     "ResourceLimitError",
     "ShapeMismatchError",
@@ -64,3 +67,15 @@ class CorruptFileError(BilstmRefError):
 
 class FileAccessError(BilstmRefError):
     """A path is not a readable local regular file (missing, a directory, a FIFO, a device, a URL)."""
+
+
+class FixtureIntegrityError(BilstmRefError):
+    """A fixture is incomplete, tampered with or malformed (missing manifest, sha256 mismatch, bad schema)."""
+
+
+class FixtureExistsError(BilstmRefError, FileExistsError):
+    """A fixture exists already and ``--force`` was not given; nothing was written."""
+
+
+class FixtureLockError(BilstmRefError):
+    """Another run holds the fixture directory's lock."""

@@ -8,10 +8,10 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from .bidirectional import Bidirectional
-from .errors import UnsupportedModelError
+from .errors import ConfigError, UnsupportedModelError
 from .lstm import LSTM
 
-__all__ = ["LayerSpec", "build", "reference_factory", "SUPPORTED_CLASSES"]
+__all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "SUPPORTED_CLASSES"]
 
 SUPPORTED_CLASSES = ("LSTM", "Bidirectional")
 Layer = Union[LSTM, Bidirectional]
@@ -78,3 +78,28 @@ def reference_factory(spec: LayerSpec, dtype: Any = None) -> Callable[..., Any]:
     ``reset_state()`` when the layer is stateful; the same contract any ``--impl`` factory meets.
     """
     return build(spec, dtype=dtype)
+
+
+def resolve_factory(target: str) -> Callable[..., Any]:
+    """The implementation factory named ``package.module:factory`` (``--impl`` on the command line).
+
+    This imports the named module: it is the user's own code, named by the user, never a string
+    read from a model or fixture file.
+    """
+    import importlib
+
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--impl {target!r}: expected 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"--impl {target!r}: cannot import {module_name!r} ({e})") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"--impl {target!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"--impl {target!r}: {attr!r} is not callable")
+    return obj  # type: ignore[no-any-return]
