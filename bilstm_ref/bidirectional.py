@@ -276,6 +276,9 @@ class Bidirectional:
         y_b = cast_output(cast_output(y_b, bp, dt), self.dtype_policy, dt)
         merged = merge(y_f, y_b, self.merge_mode)
         outputs = merged if isinstance(merged, tuple) else (merged,)
+        # Keras merges in the wrapper's compute dtype: a bfloat16 sum/product/mean is rounded again
+        # (float16 arrays round by themselves; bfloat16 values live in float32 arrays here).
+        outputs = tuple(cast_output(o, self.dtype_policy, dt) for o in outputs)
         if self.return_state:
             states = (cast_output(h_f, fp, dt), cast_output(c_f, fp, dt), cast_output(h_b, bp, dt), cast_output(c_b, bp, dt))
             outputs = outputs + states

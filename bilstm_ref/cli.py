@@ -84,7 +84,8 @@ class _Progress:
             self._rich.stop()
 
 
-def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out: Any = sys.stdout) -> None:
+def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out: Any = None) -> None:
+    out = out or sys.stdout
     from .matrix import EXCLUSIONS, KERAS_WORKAROUNDS
 
     counts = collections.Counter(r.status for r in results)
@@ -178,7 +179,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print_inspect(info: dict[str, Any], out: Any = sys.stdout) -> None:
+def _print_inspect(info: dict[str, Any], out: Any = None) -> None:
+    out = out or sys.stdout
     w = out.write
     w(f"file:      {info['file']}\n")
     w(f"format:    {info['format']}\n")
@@ -356,7 +358,8 @@ def cmd_fixtures_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_summary(results: list[Any], warnings: list[str], wall: float, impl: str, out: Any = sys.stdout) -> None:
+def _verify_summary(results: list[Any], warnings: list[str], wall: float, impl: str, out: Any = None) -> None:
+    out = out or sys.stdout
     counts = collections.Counter(r.status for r in results)
     print(f"\nbilstm-ref {__version__} fixtures verify: {impl}", file=out)
     print(f"fixtures checked: {len(results)}  passed: {counts['pass']}  known deviations: {counts['known-deviation']}  "

@@ -83,12 +83,17 @@ def reference_factory(spec: LayerSpec, dtype: Any = None) -> Callable[..., Any]:
 def resolve_factory(target: str) -> Callable[..., Any]:
     """The implementation factory named ``package.module:factory`` (``--impl`` on the command line).
 
-    This imports the named module: it is the user's own code, named by the user, never a string
-    read from a model or fixture file.
+    This imports the named module (the working directory is searched, as ``python -m`` does): it
+    is the user's own code, named by the user, never a string read from a model or fixture file.
     """
     import importlib
 
+    import os
+    import sys
+
     module_name, sep, attr = target.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the working directory are found
     if not sep or not module_name or not attr:
         raise ConfigError(f"--impl {target!r}: expected 'package.module:factory'")
     try:
