@@ -118,3 +118,32 @@ def test_a_known_deviation_is_not_a_free_pass_for_an_implementation() -> None:
     fixture = read_fixture(FIXTURES / f"{dev[0]}.json")
     assert verify_fixture(fixture).status == "known-deviation"
     assert verify_fixture(fixture, factory=broken_impls.swapped_gates).status == "fail"
+
+
+def test_verify_runs_where_keras_and_tensorflow_cannot_be_imported() -> None:
+    """The core alone verifies the committed suite: a fresh process that refuses keras/tensorflow."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("keras", "tensorflow", "tf_keras", "jax", "torch"):
+                    raise ImportError(f"blocked import of {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from bilstm_ref.cli import main
+        code = main(["fixtures", "verify", sys.argv[1]])
+        assert not [m for m in sys.modules if m.split(".")[0] in ("keras", "tensorflow")]
+        sys.exit(code)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(FIXTURES)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"fixtures checked: {len(SUITE)}" in done.stdout
