@@ -332,9 +332,20 @@ def cmd_fixtures_generate(args: argparse.Namespace) -> int:
     from .fixtures import clean_stale_temps, directory_lock
 
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BilstmRefError(f"--out {args.out!r} exists and is not a directory")
     if args.model and os.path.exists(args.model) and out_dir.exists() and any(
             os.path.samefile(args.model, p) for p in out_dir.iterdir() if p.is_file()):
         raise BilstmRefError(f"--out {args.out!r} holds the input model {args.model!r}; choose another directory")
+    try:
+        return _generate(args, out_dir)
+    except OSError as e:  # unwritable directory, disk full, ...: reported, never half-published
+        raise BilstmRefError(f"cannot write fixtures into {args.out!r}: {e}") from None
+
+
+def _generate(args: argparse.Namespace, out_dir: Any) -> int:
+    from .fixtures import clean_stale_temps, directory_lock
+
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with directory_lock(out_dir):

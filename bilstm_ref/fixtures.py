@@ -53,7 +53,7 @@ from .errors import (
     ShapeMismatchError,
 )
 from .loaders import limits
-from .loaders._io import SafeZip, open_local_file, parse_json
+from .loaders._io import SafeZip, open_local_file, parse_json, read_bounded
 from .spec import LayerSpec, build, reference_factory
 
 __all__ = [
@@ -170,7 +170,7 @@ def _sha(data: bytes) -> str:
 
 def encode(fixture: Fixture) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(manifest without ``payload``, arrays by name), validated: what :func:`write_fixture` writes."""
-    if not _ID.match(fixture.id):
+    if not _ID.fullmatch(fixture.id):
         raise FixtureIntegrityError(f"fixture id {fixture.id!r}: expected letters, digits, '_', '-', '.'")
     arrays: dict[str, np.ndarray] = {}
     weights = []
@@ -230,7 +230,11 @@ def encode(fixture: Fixture) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             for name, a in sorted(arrays.items())
         },
     }
-    json.dumps(manifest, allow_nan=False)  # fails now, before anything is written
+    try:
+        json.dumps(manifest, allow_nan=False)  # fails now, before anything is written
+    except ValueError as e:
+        raise FixtureIntegrityError(f"fixture {fixture.id}: manifest is not plain JSON ({e}; NaN or Inf in "
+                                    "config, flags or provenance?)") from None
     return manifest, arrays
 
 
@@ -305,10 +309,17 @@ def directory_lock(directory: Path) -> Iterator[None]:
 
 
 def clean_stale_temps(directory: Path) -> list[str]:
-    """Remove temp files left by interrupted runs (call while holding the lock); their names."""
+    """Remove what interrupted runs left (call while holding the lock): temp files, and payloads
+    superseded by a ``--force`` run that stopped before its manifest switch. Returns their names."""
     removed = []
     for p in directory.glob(f"{TMP_PREFIX}*"):
         if p.is_file() and not p.is_symlink():
+            p.unlink()
+            removed.append(p.name)
+    for p in directory.glob("*.npz"):
+        m = re.fullmatch(r"(.+)\.[0-9a-f]{12}\.npz", p.name)
+        manifest = directory / f"{m.group(1)}.json" if m else None
+        if manifest is not None and manifest.is_file() and _referenced_payload(manifest) not in (None, p.name):
             p.unlink()
             removed.append(p.name)
     return removed
@@ -338,19 +349,27 @@ def write_fixture(directory: PathLike, fixture: Fixture, force: bool = False) ->
         if not manifest_path.is_symlink():
             with contextlib.suppress(OSError, BilstmRefError):
                 old = parse_json(manifest_path.read_bytes(), repr(str(manifest_path)))
-                if _same_answers(old, manifest) and (directory / payload_name).is_file():
-                    return "unchanged"  # keep the old file, its generation time included
-                old_payload = old.get("payload", {}).get("file") if isinstance(old, dict) else None
+                current = directory / payload_name
+                if (_same_answers(old, manifest) and current.is_file() and not current.is_symlink()
+                        and _sha(current.read_bytes()) == digest):
+                    return "unchanged"  # keep the old files, their generation time included
+                name = old.get("payload", {}).get("file") if isinstance(old, dict) else None
+                if isinstance(name, str) and _payload_of(fixture.id, name):
+                    old_payload = name  # only ever this fixture's own payload is removed
     target = directory / payload_name
     if not (target.is_file() and not target.is_symlink() and _sha(target.read_bytes()) == digest):
         _publish(directory, payload_name, payload, replace=True)
     _publish(directory, manifest_path.name, text, replace=force)
     _fsync_dir(directory)
-    if (old_payload and old_payload != payload_name and isinstance(old_payload, str)
-            and Path(old_payload).name == old_payload):
+    if old_payload and old_payload != payload_name:
         with contextlib.suppress(FileNotFoundError):
             (directory / old_payload).unlink()
     return "replaced" if existed else "written"
+
+
+def _payload_of(fid: str, name: str) -> bool:
+    """Whether ``name`` is a payload file name of fixture ``fid`` (``<fid>.<12 hex>.npz``)."""
+    return re.fullmatch(re.escape(fid) + r"\.[0-9a-f]{12}\.npz", name) is not None
 
 
 def _same_answers(old: Any, new: dict[str, Any]) -> bool:
@@ -375,7 +394,11 @@ def _check_tolerance(tol: Any, where: str) -> None:
         raise _fail(where, f"tolerance: expected {{atol, rtol, policy}}, got {tol!r}")
     for key in ("atol", "rtol"):
         v = tol[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= MAX_TOLERANCE:
+        try:
+            finite = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite or not 0 <= v <= MAX_TOLERANCE:
             raise _fail(where, f"tolerance {key}: expected a finite number in [0, {MAX_TOLERANCE}], got {v!r}")
     if not isinstance(tol["policy"], str):
         raise _fail(where, f"tolerance policy: expected a string, got {tol['policy']!r}")
@@ -404,9 +427,9 @@ def _validate_manifest(m: Any, where: str, file_id: str) -> None:
         raise _fail(where, "payload: expected {file, sha256, bytes}")
     name = payload["file"]
     if (not isinstance(name, str) or name != os.path.basename(name) or "\\" in name
-            or not re.fullmatch(re.escape(file_id) + r"\.[0-9a-f]{12}\.npz", name)):
+            or not _payload_of(file_id, name)):
         raise _fail(where, f"payload file {name!r}: expected '{file_id}.<sha256 prefix>.npz' in the same directory")
-    if not isinstance(payload["sha256"], str) or not _SHA.match(payload["sha256"]) or not name.endswith(
+    if not isinstance(payload["sha256"], str) or not _SHA.fullmatch(payload["sha256"]) or not name.endswith(
             f".{payload['sha256'][:12]}.npz"):
         raise _fail(where, "payload sha256: expected 64 hex digits matching the file name")
     if isinstance(payload["bytes"], bool) or not isinstance(payload["bytes"], int) or payload["bytes"] < 0:
@@ -415,7 +438,7 @@ def _validate_manifest(m: Any, where: str, file_id: str) -> None:
     if not isinstance(arrays, dict) or not arrays:
         raise _fail(where, "arrays: expected a non-empty object")
     for aname, meta in arrays.items():
-        if not _ARRAY.match(aname):
+        if not _ARRAY.fullmatch(aname):
             raise _fail(where, f"array name {aname!r}: expected letters, digits, '_' and '.'")
         if not isinstance(meta, dict) or set(meta) != {"dtype", "shape", "sha256"}:
             raise _fail(where, f"arrays.{aname}: expected {{dtype, shape, sha256}}")
@@ -425,7 +448,7 @@ def _validate_manifest(m: Any, where: str, file_id: str) -> None:
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise _fail(where, f"arrays.{aname}.shape: expected a list of non-negative integers, got {shape!r}")
-        if not isinstance(meta["sha256"], str) or not _SHA.match(meta["sha256"]):
+        if not isinstance(meta["sha256"], str) or not _SHA.fullmatch(meta["sha256"]):
             raise _fail(where, f"arrays.{aname}.sha256: expected 64 hex digits")
     layer = m["layer"]
     if (not isinstance(layer, dict) or set(layer) != {"class_name", "config", "semantics", "weights"}
@@ -453,9 +476,9 @@ def _validate_manifest(m: Any, where: str, file_id: str) -> None:
         if init is not None and not isinstance(init, list):
             raise _fail(where, f"calls[{k}].initial_state: expected null or a list of array names")
         referenced += list(init or [])
-    missing = sorted({r for r in referenced if not isinstance(r, str) or r not in arrays}, key=str)
+    missing = sorted({repr(r) for r in referenced if not isinstance(r, str) or r not in arrays})
     if missing:
-        raise _fail(where, f"references arrays not listed in 'arrays': {missing}")
+        raise _fail(where, f"references arrays not listed in 'arrays': [{', '.join(missing)}]")
     for ref in stacked:
         shape = arrays[ref]["shape"]
         if not shape or shape[0] != len(calls):
@@ -508,7 +531,7 @@ def read_fixture(manifest_path: PathLike) -> Fixture:
     where = repr(str(manifest_path))
     file_id = manifest_path.name[: -len(".json")] if manifest_path.name.endswith(".json") else manifest_path.name
     with open_local_file(manifest_path) as f:
-        data = f.read(limits.MAX_JSON_BYTES + 1)
+        data = read_bounded(f, limits.MAX_JSON_BYTES, where)
     try:
         m = parse_json(data, where)
     except BilstmRefError as e:
@@ -521,7 +544,7 @@ def read_fixture(manifest_path: PathLike) -> Fixture:
     if not payload_path.exists():
         raise FixtureIntegrityError(f"{pwhere}: missing payload named by {where}")
     with open_local_file(payload_path) as f:
-        raw = f.read(limits.MAX_MEMBER_BYTES + 1)
+        raw = read_bounded(f, limits.MAX_MEMBER_BYTES, pwhere)
         if len(raw) != m["payload"]["bytes"] or _sha(raw) != m["payload"]["sha256"]:
             raise FixtureIntegrityError(
                 f"{pwhere}: sha256 mismatch (manifest {m['payload']['sha256'][:12]}…, file {_sha(raw)[:12]}…, "
@@ -561,6 +584,16 @@ def read_fixture(manifest_path: PathLike) -> Fixture:
                    tol["policy"], m["flags"], m["provenance"], m["deviation"])
 
 
+def _referenced_payload(manifest: Path) -> Optional[str]:
+    """The payload file a manifest names, read leniently (scan only; read_fixture validates)."""
+    try:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        name = m["payload"]["file"]
+        return name if isinstance(name, str) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclasses.dataclass
 class DirectoryScan:
     manifests: list[Path]
@@ -584,6 +617,9 @@ def scan(directory: PathLike) -> DirectoryScan:
                 fid, "integrity", [], str(p),
                 f"{str(p)!r}: no manifest {fid}.json: incomplete or interrupted fixture",
             ))
+        elif p.name != _referenced_payload(directory / f"{fid}.json"):
+            warnings.append(f"{p.name}: payload not referenced by {fid}.json (superseded by an interrupted "
+                            "--force run; removed by the next generate)")
     for p in sorted(directory.glob(f"{TMP_PREFIX}*")):
         warnings.append(f"{p.name}: stale temp file from an interrupted run (removed by the next generate)")
     return DirectoryScan(manifests, problems, warnings)
@@ -679,6 +715,18 @@ class Drift:
     note: str = ""
 
 
+def _same_call_inputs(a: Call, b: Call) -> bool:
+    def same(u: Any, v: Any) -> bool:
+        if u is None or v is None:
+            return u is None and v is None
+        return bool(np.array_equal(u, v))
+
+    states_a, states_b = a.initial_state or (), b.initial_state or ()
+    return (same(a.x, b.x) and same(a.mask, b.mask) and a.reset_before == b.reset_before
+            and len(states_a) == len(states_b) and all(same(u, v) for u, v in zip(states_a, states_b, strict=True))
+            and (a.initial_state is None) == (b.initial_state is None))
+
+
 def diff_fixtures(old: PathLike, new: PathLike, tol: Optional[Tolerance] = None) -> tuple[list[Drift], list[str]]:
     """Compare the recorded answers of two fixture directories (e.g. before and after a Keras upgrade).
 
@@ -693,9 +741,12 @@ def diff_fixtures(old: PathLike, new: PathLike, tol: Optional[Tolerance] = None)
     drifts = []
     for fid in sorted(set(ida) & set(idb)):
         fa, fb = read_fixture(ida[fid]), read_fixture(idb[fid])
-        same_inputs = len(fa.calls) == len(fb.calls) and all(
-            np.array_equal(ca.x, cb.x) for ca, cb in zip(fa.calls, fb.calls, strict=True)) and all(
-            np.array_equal(wa, wb) for wa, wb in zip(fa.spec.weights, fb.spec.weights, strict=False))
+        same_inputs = (
+            len(fa.calls) == len(fb.calls) and len(fa.spec.weights) == len(fb.spec.weights)
+            and fa.spec.config == fb.spec.config
+            and all(_same_call_inputs(ca, cb) for ca, cb in zip(fa.calls, fb.calls, strict=True))
+            and all(np.array_equal(wa, wb) for wa, wb in zip(fa.spec.weights, fb.spec.weights, strict=True))
+        )
         if not same_inputs or fa.output_names != fb.output_names:
             notes.append(f"{fid}: inputs or outputs differ; answers not comparable")
             continue

@@ -89,6 +89,17 @@ def open_local_file(path: PathLike) -> Iterator[IO[bytes]]:
         yield f
 
 
+def read_bounded(f: IO[bytes], limit: int, where: str) -> bytes:
+    """The whole of an opened regular file, refused above ``limit`` bytes; reads only its real size."""
+    size = os.fstat(f.fileno()).st_size
+    if size > limit:
+        raise ResourceLimitError(f"{where}: {size} bytes exceeds the limit of {limit}")
+    data = f.read(size + 1)
+    if len(data) > limit:
+        raise ResourceLimitError(f"{where}: more than {limit} bytes")
+    return data
+
+
 def read_head(f: IO[bytes], n: int = 8) -> bytes:
     f.seek(0)
     head = f.read(n)

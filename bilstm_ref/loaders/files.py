@@ -32,6 +32,7 @@ from ._io import (
     open_local_file,
     parse_json,
     read_attr,
+    read_bounded,
     read_dataset,
     read_head,
     read_string_list,
@@ -126,7 +127,7 @@ def _read_config_file(config: PathLike) -> tuple[dict[str, Any], Optional[str], 
                     raise CorruptFileError(f"{name!r}: no 'model_config' attribute; not a full-model .h5 file")
                 model = parse_json(text, f"{name!r} attribute 'model_config'")
                 return _model_dict(model, str(name)), read_attr(h5, "keras_version", str(name)), f"model_config of {name!r}"
-        data = f.read(limits.MAX_JSON_BYTES + 1)
+        data = read_bounded(f, limits.MAX_JSON_BYTES, repr(str(name)))
         model = parse_json(data, repr(str(name)))
         return _model_dict(model, str(name)), _version_of(model), repr(str(name))
 
