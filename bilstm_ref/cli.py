@@ -329,8 +329,6 @@ def _generate_model(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any], 
 def cmd_fixtures_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .fixtures import clean_stale_temps, directory_lock
-
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise BilstmRefError(f"--out {args.out!r} exists and is not a directory")

@@ -228,7 +228,7 @@ class SafeZip:
 
 
 # --- HDF5 ---------------------------------------------------------------------------------------
-_H5_ERRORS = (OSError, RuntimeError, KeyError, OverflowError, ValueError, UnicodeDecodeError, TypeError)
+H5_ERRORS = (OSError, RuntimeError, KeyError, OverflowError, ValueError, UnicodeDecodeError, TypeError)
 
 
 @contextlib.contextmanager
@@ -242,7 +242,7 @@ def open_hdf5(f: Union[IO[bytes], io.BytesIO], name: str) -> Iterator[h5py.File]
         )
     try:
         h5 = h5py.File(f, "r")
-    except _H5_ERRORS as e:
+    except H5_ERRORS as e:
         msg = str(e)
         if "truncated" in msg:
             raise CorruptFileError(f"{name!r}: truncated HDF5 file ({msg})") from None
@@ -261,7 +261,7 @@ def h5_get(group: h5py.Group, path: str, file_name: str) -> Union[h5py.Group, h5
             raise CorruptFileError(f"{file_name!r}: {walked}: parent is not a group")
         try:
             link = node.get(part, getlink=True)
-        except _H5_ERRORS as e:
+        except H5_ERRORS as e:
             raise CorruptFileError(f"{file_name!r}: {walked}: cannot be read ({e})") from None
         if link is None:
             raise CorruptFileError(f"{file_name!r}: missing {walked}")
@@ -270,7 +270,7 @@ def h5_get(group: h5py.Group, path: str, file_name: str) -> Union[h5py.Group, h5
             raise UnsafeModelError(f"{file_name!r}: {walked} is {kind}; links are not followed")
         try:
             node = node[part]
-        except _H5_ERRORS as e:
+        except H5_ERRORS as e:
             raise CorruptFileError(f"{file_name!r}: {walked}: cannot be read ({e})") from None
     return node
 
@@ -279,7 +279,7 @@ def h5_children(group: h5py.Group, file_name: str) -> list[str]:
     """Names of ``group``'s hard-linked children (links are reported, not followed)."""
     try:
         names = list(group.keys())
-    except _H5_ERRORS as e:
+    except H5_ERRORS as e:
         raise CorruptFileError(f"{file_name!r}: {group.name}: cannot list members ({e})") from None
     return names
 
@@ -297,7 +297,7 @@ def check_dataset(ds: Any, file_name: str, expected_shape: Optional[tuple[int, .
         storage = ds.id.get_storage_size()
         plist = ds.id.get_create_plist()
         filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-    except _H5_ERRORS as e:
+    except H5_ERRORS as e:
         raise CorruptFileError(f"{where}: dataset metadata cannot be read ({e})") from None
     if virtual:
         raise UnsafeModelError(f"{where}: is a virtual dataset (maps other files); refused")
@@ -329,7 +329,7 @@ def read_dataset(ds: h5py.Dataset, file_name: str, expected_shape: Optional[tupl
     check_dataset(ds, file_name, expected_shape)
     try:
         value = np.asarray(ds[()])
-    except _H5_ERRORS as e:
+    except H5_ERRORS as e:
         raise CorruptFileError(f"{file_name!r}: {ds.name}: data cannot be read ({e})") from None
     return value.astype(value.dtype.newbyteorder("="), copy=False)
 
@@ -342,13 +342,13 @@ def read_attr(obj: Union[h5py.Group, h5py.Dataset, h5py.File], key: str, file_na
             return None
         aid = obj.attrs.get_id(key)
         size = aid.get_storage_size()
-    except _H5_ERRORS as e:
+    except H5_ERRORS as e:
         raise CorruptFileError(f"{where}: cannot be read ({e})") from None
     if size > limits.MAX_ATTR_BYTES:
         raise ResourceLimitError(f"{where}: {size} bytes exceeds the limit of {limits.MAX_ATTR_BYTES}")
     try:
         value = obj.attrs[key]
-    except _H5_ERRORS as e:
+    except H5_ERRORS as e:
         raise CorruptFileError(f"{where}: cannot be read ({e})") from None
     return _decode(value, where)
 

@@ -17,10 +17,11 @@ from typing import Any, Iterator, Optional
 import h5py
 import numpy as np
 
-from ..errors import BilstmRefError, CorruptFileError, ShapeMismatchError, UnsafeModelError, UnsupportedModelError
+from ..errors import BilstmRefError, CorruptFileError, FileAccessError, ShapeMismatchError, UnsafeModelError, UnsupportedModelError
 from ..spec import Layer, LayerSpec, build
 from . import limits
 from ._io import (
+    H5_ERRORS,
     HDF5_MAGIC,
     ZIP_MAGIC,
     PathLike,
@@ -44,6 +45,7 @@ from .model_config import (
     Normalized,
     check_safe,
     find_layer,
+    input_dim_from_graph,
     layer_status,
     model_layers,
     normalize,
@@ -71,10 +73,19 @@ class _Source:
 
 
 # --- opening ------------------------------------------------------------------------------------
+def _name(path: Any) -> str:
+    """The path as text for messages, after checking it is a path at all."""
+    if isinstance(path, bytes):
+        return os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise FileAccessError(f"model path: expected a str or os.PathLike, got {type(path).__name__}")
+    return str(os.fspath(path))
+
+
 def _kind(path: PathLike, head: bytes) -> str:
     """``"zip"``, ``"hdf5"`` or ``"json"``: from the extension, checked against the signature."""
-    name = os.fspath(path)
-    lower = str(name).lower()
+    name = _name(path)
+    lower = name.lower()
     if lower.endswith(".keras"):
         expected = "zip"
     elif lower.endswith((".h5", ".hdf5", ".he5")):
@@ -108,7 +119,7 @@ def _version_of(meta: Any) -> Optional[str]:
 
 def _read_config_file(config: PathLike) -> tuple[dict[str, Any], Optional[str], str]:
     """(serialized model, keras version, description) from a model JSON or a .keras archive."""
-    name = os.fspath(config)
+    name = _name(config)
     with open_local_file(config) as f:
         head = read_head(f)
         kind = _kind(config, head)
@@ -140,7 +151,7 @@ def _model_dict(model: Any, name: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _open(path: PathLike, config: Optional[PathLike]) -> Iterator[_Source]:
-    name = str(os.fspath(path))
+    name = _name(path)
     with open_local_file(path) as f:
         kind = _kind(path, read_head(f))
         if kind == "json":
@@ -162,7 +173,8 @@ def _open(path: PathLike, config: Optional[PathLike]) -> Iterator[_Source]:
             with open_hdf5(buf, wname) as h5:
                 if config is not None:
                     raise UnsupportedModelError(f"{name!r}: a .keras archive holds its own config; config= is not used")
-                yield _Source(wname, ".keras", _model_dict(model, name), h5, "keras3", h5, version, None)
+                yield _Source(wname, ".keras", _model_dict(model, name), h5, "keras3", h5, version, None,
+                              config_source=f"{name}!config.json")
             return
         with open_hdf5(f, name) as h5:
             yield _hdf5_source(h5, name, config)
@@ -240,12 +252,15 @@ def _keras3_layer_group(src: _Source, entries: list[LayerEntry], target: LayerEn
         keys = h5_children(layers, src.file_name)
         found = None
         for key in keys:  # Keras 3 records the layer's name on layers/<key>/vars (hard links only)
-            if not isinstance(layers.get(key, getlink=True), h5py.HardLink):
-                continue
-            child = layers[key]
-            if not isinstance(child, h5py.Group) or not isinstance(child.get("vars", getlink=True), h5py.HardLink):
-                continue
-            vars_ = child["vars"]
+            try:
+                if not isinstance(layers.get(key, getlink=True), h5py.HardLink):
+                    continue
+                child = layers[key]
+                if not isinstance(child, h5py.Group) or not isinstance(child.get("vars", getlink=True), h5py.HardLink):
+                    continue
+                vars_ = child["vars"]
+            except H5_ERRORS as e:
+                raise CorruptFileError(f"{src.file_name!r}: {layers.name}/{key}: cannot be read ({e})") from None
             if isinstance(vars_, h5py.Group) and read_attr(vars_, "name", src.file_name) == name:
                 found = key
                 break
@@ -416,13 +431,19 @@ def load_spec(path: PathLike, layer: Optional[str] = None, config: Optional[Path
                 f"{cfg_name!r}: {target.json_path}: layer {target.qualified_name!r} is a {target.class_name}: "
                 f"{reason}; only LSTM and Bidirectional(LSTM) layers are loaded"
             )
+        # The target's own entry and the model's root may name modules too (never imported; refused).
+        check_safe({"module": src.model.get("module") if src.model else None}, "$", cfg_name)
+        check_safe({"module": target.module, "registered_name": target.registered_name}, target.json_path, cfg_name)
         check_safe(target.config, f"{target.json_path}.config", cfg_name)
         norm = normalize(target, cfg_name)
+        graph_dim = input_dim_from_graph(entries, target)
+        if norm.input_dim is None and graph_dim is not None:
+            norm = dataclasses.replace(norm, input_dim=graph_dim)
         datasets, arrays = _read_weights(src, entries, target, norm)
-        original = sorted({str(a.dtype) for a in arrays})
+        original = sorted({str(ds.dtype) if ds.dtype.isnative else ds.dtype.str for ds in datasets})
         weights = tuple(np.asarray(w, dtype=np.float64) for w in _convert(norm, arrays))
         provenance: dict[str, Any] = {
-            "source": os.fspath(path) if not isinstance(path, bytes) else repr(path),
+            "source": _name(path),
             "format": src.format,
             "layer": target.qualified_name,
             "keras_version": version,
@@ -440,7 +461,10 @@ def load_spec(path: PathLike, layer: Optional[str] = None, config: Optional[Path
         if nonfinite:
             provenance["nonfinite_weights"] = nonfinite
         spec = LayerSpec(norm.class_name, norm.config, weights, provenance)
-    build(spec)  # validate the config and the weights against each other now, not at first call
+        try:
+            build(spec)  # validate the config and the weights against each other now, not at first call
+        except BilstmRefError as e:  # same error, now naming the file and the layer's JSON path
+            raise type(e)(f"{cfg_name!r}: {target.json_path} ({target.qualified_name!r}): {e}") from None
     return spec
 
 
@@ -469,7 +493,7 @@ def inspect_file(path: PathLike, config: Optional[PathLike] = None) -> dict[str,
     with _open(path, config) as src:
         profile, why, version = _semantics(src, "auto")
         info: dict[str, Any] = {
-            "file": os.fspath(path), "format": src.format, "keras_version": version, "backend": src.backend,
+            "file": _name(path), "format": src.format, "keras_version": version, "backend": src.backend,
             "semantics": profile, "semantics_reason": why, "layers": [], "warnings": [],
         }
         if src.config_source:

@@ -41,6 +41,7 @@ class LayerEntry:
     scope: tuple[str, ...]  # names of the enclosing nested models, outermost first
     module: Optional[str]
     registered_name: Optional[str]
+    inbound: Any = None  # the entry's inbound_nodes (functional models), as data
 
     @property
     def qualified_name(self) -> str:
@@ -108,6 +109,7 @@ def _walk(model: dict[str, Any], where: str, scope: tuple[str, ...], file_name: 
             name, class_name, config, ewhere, scope,
             module if isinstance(module, str) else None,
             registered if isinstance(registered, str) else None,
+            entry.get("inbound_nodes"),
         )
         out.append(layer)
         if layer.is_model and isinstance(config, (dict, list)):
@@ -303,3 +305,36 @@ def normalize(entry: LayerEntry, file_name: str) -> Normalized:
         bw, bw_cudnn = _lstm(bw_entry, f"{where}.config.backward_layer", file_name)
         cfg["backward_layer"] = {"class_name": "LSTM", "config": bw}
     return Normalized("Bidirectional", cfg, (fw, bw), (fw_cudnn, bw_cudnn), dim)
+
+
+def _last_dim(shape: Any) -> Optional[int]:
+    if isinstance(shape, list) and shape and isinstance(shape[-1], int) and not isinstance(shape[-1], bool):
+        return shape[-1]
+    return None
+
+
+def _input_layer_dim(entry: LayerEntry) -> Optional[int]:
+    cfg = entry.config if isinstance(entry.config, dict) else {}
+    return _last_dim(cfg.get("batch_shape")) or _last_dim(cfg.get("batch_input_shape"))
+
+
+def input_dim_from_graph(entries: list[LayerEntry], target: LayerEntry) -> Optional[int]:
+    """The feature count the model feeds ``target`` when the graph says it directly: a Keras 3
+    inbound tensor's recorded shape, or an InputLayer right before it (Sequential) or named as its
+    inbound layer (Keras 2 functional). None when it depends on other layers."""
+    for _, obj in walk_objects(target.inbound, "$"):
+        if obj.get("class_name") == "__keras_tensor__" and isinstance(obj.get("config"), dict):
+            return _last_dim(obj["config"].get("shape"))
+    siblings = [e for e in entries if e.scope == target.scope]
+    by_name = {e.name: e for e in siblings}
+    if isinstance(target.inbound, list) and target.inbound:  # Keras 2: [[["input_1", 0, 0, {}]]]
+        node = target.inbound[0]
+        first = node[0] if isinstance(node, list) and node else None
+        if isinstance(first, list) and first and isinstance(first[0], str):
+            source = by_name.get(first[0])
+            return _input_layer_dim(source) if source is not None and source.class_name == "InputLayer" else None
+    if target.inbound is None or target.inbound == []:  # Sequential: the previous layer
+        i = siblings.index(target)
+        if i > 0 and siblings[i - 1].class_name == "InputLayer":
+            return _input_layer_dim(siblings[i - 1])
+    return None
