@@ -680,7 +680,7 @@ def huge_vlen_model_config(tmp_path_factory, kb):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG (spec B16): a variable-length str attribute - the form Keras 2 writes model_config in - has a "
+    "Known limitation (spec B16): a variable-length str attribute - the form Keras 2 writes model_config in - has a "
     "storage size of one heap reference, so read_attr() only checks its length after h5py has read and decoded "
     "all of it: an 80 MiB model_config costs ~160 MiB of traced memory before the ResourceLimitError"))
 def test_b16_huge_vlen_model_config_default_limits(huge_vlen_model_config, no_side_effects):
