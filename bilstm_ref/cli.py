@@ -506,6 +506,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BilstmRefError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # fixtures already published stay whole; temp files are removed or reported
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the flush at exit)
