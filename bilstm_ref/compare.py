@@ -2,27 +2,77 @@
 
 ``atol`` and ``rtol`` are always given together: an element passes when
 ``|actual - expected| <= atol + rtol * |expected|``, and NaN must sit at the same positions in
-both (NaN never equals a number, and a NaN that appears or vanishes is a mismatch).
+both (NaN never equals a number, and a NaN that appears or vanishes is a mismatch). In ULP mode
+(``Tolerance(ulp=N)``) an element passes when it is within ``N`` units in the last place of the
+expected value, counted in ``ulp_dtype`` (the precision Keras computed in).
+
+A :class:`TolerancePolicy` holds the default for a dtype policy plus per-output overrides (the
+cell state ``c`` is unbounded and may need a looser relative tolerance than ``h``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+import math
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["Tolerance", "OutputResult", "tolerance_for", "compare", "TOLERANCES"]
+from .errors import ConfigError
+
+__all__ = ["Tolerance", "TolerancePolicy", "OutputResult", "tolerance_for", "policy_for", "compare", "TOLERANCES",
+           "output_base"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
+    """``atol`` and ``rtol`` together; or, with ``ulp`` set, at most ``ulp`` ULPs of ``ulp_dtype``."""
+
     atol: float
     rtol: float
+    ulp: Optional[float] = None
+    ulp_dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.atol) and np.isfinite(self.rtol) and self.atol >= 0 and self.rtol >= 0):
-            raise ValueError(f"tolerance must be finite and non-negative, got atol={self.atol}, rtol={self.rtol}")
+        for key in ("atol", "rtol") + (("ulp",) if self.ulp is not None else ()):
+            v = getattr(self, key)
+            try:
+                ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            except OverflowError:
+                ok = False
+            if not ok:
+                raise ConfigError(f"tolerance {key}: expected a finite number >= 0, got {v!r}")
+        if self.ulp_dtype not in ("float16", "float32", "float64"):
+            raise ConfigError(f"tolerance ulp_dtype: expected float16, float32 or float64, got {self.ulp_dtype!r}")
+
+    def describe(self) -> str:
+        if self.ulp is not None:
+            return f"<= {self.ulp:g} ULP ({self.ulp_dtype})"
+        return f"atol {self.atol:g} + rtol {self.rtol:g}"
+
+
+def output_base(name: str) -> str:
+    """``"call2/c1"`` -> ``"c1"``: the output a label names, without the call prefix."""
+    return name.rsplit("/", 1)[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class TolerancePolicy:
+    """A default tolerance plus per-output overrides, keyed by output name (``c``, ``c1``, ``h2``...)."""
+
+    default: Tolerance
+    per_output: Mapping[str, Tolerance] = dataclasses.field(default_factory=dict)
+
+    def for_output(self, name: str) -> Tolerance:
+        return self.per_output.get(output_base(name), self.default)
+
+    def describe(self) -> str:
+        extra = "".join(f"; {k}: {t.describe()}" for k, t in sorted(self.per_output.items()))
+        return self.default.describe() + extra
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"default": dataclasses.asdict(self.default),
+                "per_output": {k: dataclasses.asdict(t) for k, t in sorted(self.per_output.items())}}
 
 
 #: Keras (under the policy) against the float64 reference. Sources: spec §9.1-9.3 and §6.3:
@@ -30,10 +80,10 @@ class Tolerance:
 #: whole recurrence in f16/bf16 (eps 9.8e-4 / 7.8e-3), so their errors are a few eps.
 TOLERANCES: Mapping[str, Tolerance] = {
     # TF's float64 erf/erfc (gelu) is accurate to ~5e-9, measured; everything else to ~1e-15.
-    "float64": Tolerance(1e-8, 1e-8),
+    "float64": Tolerance(1e-8, 1e-8, ulp_dtype="float64"),
     "float32": Tolerance(1e-5, 1e-5),
-    "mixed_float16": Tolerance(5e-3, 5e-3),
-    "float16": Tolerance(5e-3, 5e-3),
+    "mixed_float16": Tolerance(5e-3, 5e-3, ulp_dtype="float16"),
+    "float16": Tolerance(5e-3, 5e-3, ulp_dtype="float16"),
     "mixed_bfloat16": Tolerance(4e-2, 4e-2),
     "bfloat16": Tolerance(4e-2, 4e-2),
 }
@@ -41,6 +91,13 @@ TOLERANCES: Mapping[str, Tolerance] = {
 
 def tolerance_for(policy: str) -> Tolerance:
     return TOLERANCES[policy]
+
+
+def policy_for(dtype_policy: str, overrides: Optional["TolerancePolicy"] = None) -> TolerancePolicy:
+    """The tolerance policy for a case: ``overrides`` (from the command line) or the dtype default."""
+    if overrides is not None:
+        return overrides
+    return TolerancePolicy(TOLERANCES[dtype_policy])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +115,16 @@ class OutputResult:
     shape_expected: tuple[int, ...]
     shape_actual: tuple[int, ...]
     note: str = ""
+    max_ulp: float = 0.0  # worst distance in units in the last place of the expected value
+    tolerance: str = ""  # the tolerance it was judged at
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("max_abs", "max_rel", "max_ulp"):
+            d[k] = None if not math.isfinite(d[k]) else d[k]  # JSON has no inf
+        d["max_abs_index"] = None if self.max_abs_index is None else list(self.max_abs_index)
+        d["shape_expected"], d["shape_actual"] = list(self.shape_expected), list(self.shape_actual)
+        return d
 
     def describe(self) -> str:
         if self.note:
@@ -65,36 +132,50 @@ class OutputResult:
         where = "" if self.max_abs_index is None else f" at {self.max_abs_index}"
         return (
             f"{self.name}: max|diff|={self.max_abs:.3g}{where}, max rel={self.max_rel:.3g}, "
-            f"{self.mismatched:.1%} off, {self.nan_mismatch} NaN mismatches"
+            f"max {self.max_ulp:.3g} ULP, {self.mismatched:.1%} off, {self.nan_mismatch} NaN mismatches"
+            + (f" (tolerance {self.tolerance})" if self.tolerance else "")
         )
 
 
-def compare(name: str, expected: np.ndarray, actual: np.ndarray, tol: Tolerance) -> OutputResult:
-    """Compare ``actual`` (the implementation) against ``expected`` (Keras) at ``tol``."""
+def compare(name: str, expected: np.ndarray, actual: np.ndarray, tol: Any) -> OutputResult:
+    """Compare ``actual`` (the implementation) against ``expected`` (Keras) at ``tol``.
+
+    ``tol`` is a :class:`Tolerance` or a :class:`TolerancePolicy` (its override for ``name``).
+    """
+    if isinstance(tol, TolerancePolicy):
+        tol = tol.for_output(name)
     e = np.asarray(expected, dtype=np.float64)
     a = np.asarray(actual, dtype=np.float64)
     if e.shape != a.shape:
         return OutputResult(
             name, False, float("inf"), None, float("inf"), 1.0, 0, e.shape, a.shape,
-            note=f"shape mismatch: expected {e.shape}, got {a.shape}",
+            note=f"shape mismatch: expected {e.shape}, got {a.shape}", max_ulp=float("inf"), tolerance=tol.describe(),
         )
     nan_e, nan_a = np.isnan(e), np.isnan(a)
     nan_mismatch = int(np.count_nonzero(nan_e != nan_a))
     both = ~(nan_e | nan_a)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         diff = np.where(both, np.abs(a - e), 0.0)
         # infinities of the same sign are equal; inf - inf gives NaN, treat as equal
         same_inf = both & np.isinf(e) & (e == a)
         diff = np.where(same_inf | np.isnan(diff), np.where(same_inf, 0.0, np.inf), diff)
         rel = np.where(both & (e != 0), diff / np.abs(np.where(e == 0, 1.0, e)), np.where(diff > 0, np.inf, 0.0))
-        bad = (diff > tol.atol + tol.rtol * np.abs(np.where(np.isinf(e), 0.0, e))) | (nan_e != nan_a)
+        finite_e = np.where(np.isfinite(e), np.abs(e), 0.0)
+        spacing = np.spacing(finite_e.astype(tol.ulp_dtype)).astype(np.float64)
+        ulps = np.where(diff > 0, diff / spacing, 0.0)
+        if tol.ulp is not None:
+            bad = (ulps > tol.ulp) | (nan_e != nan_a)
+        else:
+            bad = (diff > tol.atol + tol.rtol * np.abs(np.where(np.isinf(e), 0.0, e))) | (nan_e != nan_a)
     n = max(e.size, 1)
     if e.size:
         idx = np.unravel_index(int(np.argmax(diff)), e.shape)
         max_abs = float(diff[idx])
         max_rel = float(np.max(rel))
+        max_ulp = float(np.max(ulps))
         index: Optional[tuple[int, ...]] = tuple(int(i) for i in idx)
     else:
-        max_abs, max_rel, index = 0.0, 0.0, None
+        max_abs, max_rel, max_ulp, index = 0.0, 0.0, 0.0, None
     off = int(np.count_nonzero(bad))
-    return OutputResult(name, off == 0, max_abs, index, max_rel, off / n, nan_mismatch, e.shape, a.shape)
+    return OutputResult(name, off == 0, max_abs, index, max_rel, off / n, nan_mismatch, e.shape, a.shape,
+                        max_ulp=max_ulp, tolerance=tol.describe())
