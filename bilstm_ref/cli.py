@@ -17,42 +17,6 @@ from .errors import BilstmRefError
 
 __all__ = ["main"]
 
-_CHUNK = 24  # cases per work unit: large enough to reuse built Keras layers, small for balance
-
-
-def _worker_init(backend: str) -> None:
-    # One BLAS/TF thread per worker: two-thread pools collapse when workers share 2 cores.
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ[var] = "1"
-    global _ORACLE
-    from .oracle import KerasOracle
-
-    _ORACLE = KerasOracle(backend)
-
-
-_ORACLE: Any = None
-
-
-def _run_chunk(args: tuple[list[str], Optional[str]]) -> list[Any]:
-    from . import matrix
-    from .runner import ERROR, CaseResult, judge
-
-    ids, dtype = args
-    out = []
-    for cid in ids:
-        case = matrix.by_id()[cid]
-        try:
-            out.append(judge(case, _ORACLE.run(case), _ORACLE.backend, dtype=dtype))
-        except Exception as exc:  # a crash in one case is reported, not fatal to the run
-            out.append(CaseResult(case, ERROR, [], message=f"{type(exc).__name__}: {exc}"))
-    return out
-
-
-def _chunks(ids: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(ids), size):
-        yield ids[i : i + size]
-
-
 class _Progress:
     """rich progress bar when rich is installed and stderr is a terminal; plain lines otherwise."""
 
@@ -84,17 +48,33 @@ class _Progress:
             self._rich.stop()
 
 
-def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out: Any = None) -> None:
+def _expected_lines(results: Sequence[Any], counts: Any, out: Any) -> None:
+    if counts["xfail"] or counts["xpass"]:
+        n = len(results)
+        ok = counts["pass"] + counts["known-deviation"] + counts["xpass"]
+        print(f"expected failures: {counts['xfail']}  unexpectedly passing: {counts['xpass']}  "
+              f"coverage: {ok}/{n} cases match Keras ({ok / max(n, 1):.1%})", file=out)
+        reasons = collections.Counter(r.message.split(" [")[0] for r in results if r.status == "xfail")
+        for reason, k in reasons.most_common(12):
+            print(f"  {k:4d} x {reason}", file=out)
+        for r in [r for r in results if r.status == "xpass"][:10]:
+            print(f"  xpass: {getattr(r, 'id', None) or r.case.id}: {r.message}", file=out)
+
+
+def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out: Any = None,
+             impl: Optional[str] = None) -> None:
     out = out or sys.stdout
     from .matrix import EXCLUSIONS, KERAS_WORKAROUNDS
 
     counts = collections.Counter(r.status for r in results)
-    print(f"\nbilstm-ref {__version__} check against " + ", ".join(f"{k} {v}" for k, v in versions.items()), file=out)
+    print(f"\nbilstm-ref {__version__} check: {impl or 'the reference'} against "
+          + ", ".join(f"{k} {v}" for k, v in versions.items()), file=out)
     print(
         f"cases run: {len(results)}  passed: {counts['pass']}  known deviations: {counts['known-deviation']}  "
         f"failed: {counts['fail']}  errors: {counts['error']}  wall time: {wall:.1f}s",
         file=out,
     )
+    _expected_lines(results, counts, out)
     worst: dict[tuple[str, str], float] = collections.defaultdict(float)
     for r in results:
         if r.status != "pass":
@@ -103,7 +83,7 @@ def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out:
             key = (r.case.dtype_policy, o.name.rsplit("/", 1)[-1])
             worst[key] = max(worst[key], o.max_abs)
     if worst:
-        print("\nworst |Keras - reference| per output over passing cases (by dtype policy):", file=out)
+        print(f"\nworst |Keras - {impl or 'reference'}| per output over passing cases (by dtype policy):", file=out)
         names = sorted({n for _, n in worst}, key=lambda n: ("output" not in n, n))
         policies = sorted({p for p, _ in worst})
         print(f"  {'policy':<16}" + "".join(f"{n:>12}" for n in names), file=out)
@@ -130,53 +110,119 @@ def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out:
             print(f"... and {len(bad) - 50} more", file=out)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from . import matrix
+def _options(args: argparse.Namespace) -> Any:
+    from .harness import RunOptions, default_jobs, load_expected_failures, tolerance_from_args
 
-    t0 = time.perf_counter()
-    cases = matrix.select(matrix.cases(), args.k)
+    return RunOptions(
+        backend=getattr(args, "backend", None),
+        impl=getattr(args, "impl", None),
+        dtype=getattr(args, "dtype", None),
+        tolerance=tolerance_from_args(args.atol, args.rtol, args.ulp, args.tol_output or []),
+        expected_failures=load_expected_failures(getattr(args, "xfail", None)),
+        jobs=default_jobs(getattr(args, "jobs", None)),
+    )
+
+
+def _matrix_cases(args: argparse.Namespace) -> list[Any]:
+    from . import matrix
+    from .harness import shard
+
+    return shard(matrix.select(matrix.cases(), args.k), getattr(args, "shard", None))
+
+
+def _run_live(args: argparse.Namespace, cases: list[Any]) -> tuple[list[Any], dict[str, str], float]:
+    from .harness import run_matrix
+    from .oracle import keras_available
+
+    if not keras_available():
+        raise BilstmRefError("Keras is not installed; install the oracle with: pip install 'bilstm_ref[keras]'")
+    options = _options(args)
+    what = options.impl or "the reference"
+    print(f"running {len(cases)} matrix cases: {what} against Keras ({args.backend or 'default backend'}), "
+          f"{min(options.jobs, max(1, len(cases) // 24))} process(es)", file=sys.stderr)
+    progress = _Progress(len(cases))
+    try:
+        return run_matrix(cases, options, progress.advance)
+    finally:
+        progress.close()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cases = _matrix_cases(args)
     if args.list:
         for c in cases:
             print(c.id)
         return 0
     if not cases:
-        print(f"error: no matrix case matches {args.k}", file=sys.stderr)
+        print(f"error: no matrix case matches {args.k}" + (f" in shard {args.shard}" if args.shard else ""),
+              file=sys.stderr)
         return 2
-    from .oracle import keras_available
+    results, versions, wall = _run_live(args, cases)
+    _summary(results, wall, versions, impl=args.impl)
+    if args.json:
+        from .report import write_json
 
-    if not keras_available():
-        print("error: Keras is not installed; install the oracle with: pip install 'bilstm_ref[keras]'", file=sys.stderr)
-        return 2
-    jobs = max(1, min(args.jobs or (os.cpu_count() or 1), max(1, len(cases) // _CHUNK)))
-    print(f"running {len(cases)} matrix cases against Keras ({args.backend or 'default backend'}), {jobs} process(es)", file=sys.stderr)
-    work = [(ids, args.dtype) for ids in _chunks([c.id for c in cases], _CHUNK)]
-    progress = _Progress(len(cases))
-    results: list[Any] = []
-    failed = 0
-    try:
-        if jobs == 1:
-            _worker_init(args.backend)
-            chunks: Iterable[list[Any]] = map(_run_chunk, work)
-            versions = _ORACLE.versions
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            pool = ctx.Pool(jobs, initializer=_worker_init, initargs=(args.backend,))
-            chunks = pool.imap(_run_chunk, work)
-            versions = {}
-        for chunk in chunks:
-            results.extend(chunk)
-            failed += sum(r.status in ("fail", "error") for r in chunk)
-            progress.advance(len(chunk), failed)
-        if jobs > 1:
-            versions = pool.apply(_versions)
-            pool.close()
-    finally:
-        progress.close()
-    _summary(results, time.perf_counter() - t0, versions)
+        write_json(args.json, _report_data(args, results, versions, wall, source="live Keras"))
     if not results:
         print("error: no case was executed", file=sys.stderr)
         return 1
-    return 1 if failed else 0
+    return 1 if any(r.status in ("fail", "error") for r in results) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import ReportData, write_all
+
+    if args.fixtures:
+        from .harness import run_fixtures
+
+        results, warnings, wall = run_fixtures(args.fixtures, _options(args), args.k)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        versions: dict[str, str] = {}
+        if results:
+            versions = _fixture_versions(args.fixtures)
+        source = f"recorded fixtures in {args.fixtures}"
+    else:
+        cases = _matrix_cases(args)
+        if not cases:
+            raise BilstmRefError(f"no matrix case matches {args.k}")
+        results, versions, wall = _run_live(args, cases)
+        source = "live Keras"
+    if not results:
+        raise BilstmRefError("no case was executed: no report written")
+    data = _report_data(args, results, versions, wall, source=source)
+    t0 = time.perf_counter()
+    written = write_all(args.out, data, plots=not args.no_plots)
+    c = data.counts()
+    print(f"report: {c['total']} cases, {c['pass']} passed, {c['known-deviation']} known deviations, "
+          f"{c['xfail']} expected failures, {c['fail']} failed, {c['error'] + c['integrity']} errors; "
+          f"coverage {data.coverage():.1%}; run {wall:.1f}s, written in {time.perf_counter() - t0:.1f}s")
+    for kind, path in written.items():
+        print(f"  {kind}: {path}")
+    return 1 if data.failed else 0
+
+
+def _fixture_versions(directory: str) -> dict[str, str]:
+    """The Keras versions the fixtures were recorded with (from the first manifest)."""
+    from .fixtures import read_fixture, scan
+
+    for path in scan(directory).manifests:
+        try:
+            prov = read_fixture(path).provenance
+        except BilstmRefError:
+            continue
+        return {k: str(v) for k, v in prov.items() if k in ("keras", "backend", "tensorflow", "jax", "torch")}
+    return {}
+
+
+def _report_data(args: argparse.Namespace, results: list[Any], versions: dict[str, str], wall: float,
+                 source: str) -> Any:
+    from .report import ReportData
+
+    options = _options(args)
+    return ReportData.build(results, versions=versions, wall=wall, source=source, impl=options.impl,
+                            backend=versions.get("backend") or options.backend, tolerance=options.tolerance,
+                            expected_failures=options.expected_failures, argv=list(sys.argv[1:]))
 
 
 def _print_inspect(info: dict[str, Any], out: Any = None) -> None:
@@ -220,11 +266,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _versions() -> dict[str, str]:
-    """Versions as a worker process sees them."""
-    return _ORACLE.versions
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bilstm-ref", description="Keras LSTM / Bidirectional(LSTM) reference verifier")
     p.add_argument("--version", action="version", version=f"bilstm-ref {__version__}")
@@ -234,30 +275,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Keras backend (sets KERAS_BACKEND); default: Keras's configured backend")
     c.add_argument("-k", action="append", metavar="PATTERN",
                    help="only cases whose id contains PATTERN (repeatable; ~PATTERN excludes)")
-    c.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: CPU count)")
+    c.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")
     c.add_argument("--dtype", choices=("float64", "float32"), default=None, help="reference compute dtype (default float64)")
     c.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    _add_harness_options(c)
+    c.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N interleaved shards (CI fan-out)")
+    c.add_argument("--json", default=None, metavar="FILE", help="also write every case's record as JSON")
     _add_inspect(sub)
     _add_fixtures(sub)
+    r = sub.add_parser("report", help="run the matrix (or read fixtures) and write md, html, json, junit and plots")
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--fixtures", default=None, metavar="DIR", help="report on recorded fixtures instead (no Keras)")
+    r.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None)
+    r.add_argument("-k", action="append", metavar="PATTERN", help="cases whose id contains PATTERN (~ excludes)")
+    r.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")
+    r.add_argument("--dtype", choices=("float64", "float32"), default=None, help="reference compute dtype")
+    r.add_argument("--shard", default=None, metavar="K/N", help="the K-th of N interleaved shards")
+    r.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    _add_harness_options(r)
+    r.set_defaults(func=cmd_report)
     c.set_defaults(func=cmd_check)
     return p
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-def _record_chunk(ids: list[str]) -> list[tuple[str, Any, Optional[str], str]]:
-    """Worker: Keras's answers for matrix cases, and whether the reference matches (or a known deviation)."""
-    from . import matrix
-    from .runner import judge
-
-    out = []
-    for cid in ids:
-        case = matrix.by_id()[cid]
-        outputs = _ORACLE.run(case)
-        verdict = judge(case, outputs, _ORACLE.backend)
-        out.append((cid, outputs, verdict.deviation, verdict.status))
-    return out
-
-
 def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any], list[str]]:
     from . import matrix
     from .fixtures import write_fixture
@@ -276,21 +317,25 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
     statuses: list[Any] = []
     if not todo:
         return statuses, skipped
-    jobs = max(1, min(args.jobs or (os.cpu_count() or 1), max(1, len(todo) // _CHUNK)))
+    from . import harness
+
+    jobs = max(1, min(harness.default_jobs(args.jobs), max(1, len(todo) // harness.CHUNK)))
     print(f"recording {len(todo)} matrix cases from Keras into {str(out_dir)!r}, {jobs} process(es)", file=sys.stderr)
     deviations = {d.name: d for d in matrix.KNOWN_DEVIATIONS}
     progress = _Progress(len(todo))
     bad = 0
+    options = harness.RunOptions(backend=args.backend)
+    pool = None
     try:
         if jobs == 1:
-            _worker_init(args.backend)
-            chunks: Iterable[list[Any]] = map(_record_chunk, _chunks([c.id for c in todo], _CHUNK))
-            versions = dict(_ORACLE.versions)
+            harness.worker_init(options)
+            chunks: Iterable[list[Any]] = map(harness.record_chunk, harness._chunks([c.id for c in todo], harness.CHUNK))
+            versions = harness.worker_versions()
         else:
             ctx = multiprocessing.get_context("spawn")
-            pool = ctx.Pool(jobs, initializer=_worker_init, initargs=(args.backend,))
-            versions = pool.apply(_oracle_versions)
-            chunks = pool.imap(_record_chunk, _chunks([c.id for c in todo], _CHUNK))
+            pool = ctx.Pool(jobs, initializer=harness.worker_init, initargs=(options,))
+            versions = pool.apply(harness.worker_versions)
+            chunks = pool.imap(harness.record_chunk, harness._chunks([c.id for c in todo], harness.CHUNK))
         for chunk in chunks:
             for cid, outputs, dev, status in chunk:
                 case = matrix.by_id()[cid]
@@ -298,15 +343,12 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
                 statuses.append((cid, write_fixture(out_dir, fixture, force=args.force), status))
                 bad += status not in ("pass", "known-deviation")
             progress.advance(len(chunk), bad)
-        if jobs > 1:
-            pool.close()
     finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
         progress.close()
     return statuses, skipped
-
-
-def _oracle_versions() -> dict[str, str]:
-    return dict(_ORACLE.versions)
 
 
 def _generate_model(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any], list[str]]:
@@ -374,6 +416,7 @@ def _verify_summary(results: list[Any], warnings: list[str], wall: float, impl: 
     print(f"fixtures checked: {len(results)}  passed: {counts['pass']}  known deviations: {counts['known-deviation']}  "
           f"failed: {counts['fail']}  errors: {counts['error']}  integrity failures: {counts['integrity']}  "
           f"wall time: {wall:.2f}s", file=out)
+    _expected_lines(results, counts, out)
     worst: dict[str, float] = collections.defaultdict(float)
     for r in results:
         if r.status == "pass":
@@ -393,35 +436,18 @@ def _verify_summary(results: list[Any], warnings: list[str], wall: float, impl: 
 
 
 def cmd_fixtures_verify(args: argparse.Namespace) -> int:
-    from .fixtures import FixtureResult, read_fixture, scan, verify_fixture
-    from .spec import resolve_factory
+    from .harness import run_fixtures
 
-    t0 = time.perf_counter()
-    factory = resolve_factory(args.impl) if args.impl else None
-    found = scan(args.dir)
-    manifests = [p for p in found.manifests if _selected(p.name[:-5], args.k)]
-    problems = [p for p in found.problems if _selected(p.id, args.k)]
-    results: list[Any] = list(problems)
-    for path in manifests:
-        try:
-            fixture = read_fixture(path)
-        except BilstmRefError as e:
-            results.append(FixtureResult(path.name[:-5], "integrity", [], str(path), f"{type(e).__name__}: {e}"))
-            continue
-        results.append(verify_fixture(fixture, factory=factory, dtype=args.dtype))
+    results, warnings, wall = run_fixtures(args.dir, _options(args), args.k)
     if not results:
         print(f"error: no fixtures found in {args.dir!r}" + (f" matching {args.k}" if args.k else ""), file=sys.stderr)
         return 2
-    _verify_summary(results, found.warnings, time.perf_counter() - t0, args.impl or "the reference")
+    _verify_summary(results, warnings, wall, args.impl or "the reference")
+    if args.json:
+        from .report import write_json
+
+        write_json(args.json, _report_data(args, results, {}, wall, source=f"fixtures {args.dir}"))
     return 1 if any(r.status in ("fail", "error", "integrity") for r in results) else 0
-
-
-def _selected(fid: str, patterns: Optional[Sequence[str]]) -> bool:
-    if not patterns:
-        return True
-    include = [p for p in patterns if not p.startswith("~")]
-    exclude = [p[1:] for p in patterns if p.startswith("~")]
-    return (not include or any(p in fid for p in include)) and not any(p in fid for p in exclude)
 
 
 def cmd_fixtures_diff(args: argparse.Namespace) -> int:
@@ -454,7 +480,7 @@ def _add_fixtures(sub: Any) -> None:
     g.add_argument("--suite", choices=("matrix", "committed"), default="matrix",
                    help="matrix: every case (default); committed: the subset kept in the repository's fixtures/")
     g.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None)
-    g.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: CPU count)")
+    g.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")
     g.add_argument("--model", default=None, help="record a layer of this model file instead of the matrix")
     g.add_argument("--layer", default=None, help="the layer's name in --model")
     g.add_argument("--config", default=None, help="architecture for a weights-only --model")
@@ -471,11 +497,39 @@ def _add_fixtures(sub: Any) -> None:
                    help="implementation under test (default: the reference)")
     v.add_argument("-k", action="append", metavar="PATTERN", help="fixtures whose id contains PATTERN (~ excludes)")
     v.add_argument("--dtype", choices=("float64", "float32"), default=None, help="reference compute dtype")
+    _add_harness_options(v, impl=False)
+    v.add_argument("--json", default=None, metavar="FILE", help="also write every fixture's record as JSON")
     v.set_defaults(func=cmd_fixtures_verify)
     d = fsub.add_parser("diff", help="how recorded answers changed between two fixture directories")
     d.add_argument("old")
     d.add_argument("new")
     d.set_defaults(func=cmd_fixtures_diff)
+
+
+def _nonneg(text: str) -> float:
+    """A finite number >= 0 (argparse's float takes nan, inf and 1e400)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _add_harness_options(p: Any, impl: bool = True) -> None:
+    if impl:
+        p.add_argument("--impl", default=None, metavar="package.module:factory",
+                       help="implementation under test (default: the reference, bilstm_ref:reference_factory)")
+    p.add_argument("--xfail", default=None, metavar="FILE",
+                   help="expected failures: lines 'PATTERN  reason' (a case-id substring and why)")
+    p.add_argument("--atol", type=_nonneg, default=None, help="absolute tolerance (with --rtol; default per dtype)")
+    p.add_argument("--rtol", type=_nonneg, default=None, help="relative tolerance (with --atol; default per dtype)")
+    p.add_argument("--ulp", type=_nonneg, default=None, help="judge in ULPs of the expected value instead")
+    p.add_argument("--tol-output", action="append", default=None, metavar="NAME=ATOL,RTOL",
+                   help="per-output override, e.g. c=1e-4,1e-4 or c=4ulp (repeatable)")
 
 
 def _bounded(lo: int, hi: int) -> Any:

@@ -117,10 +117,11 @@ class OutputResult:
     note: str = ""
     max_ulp: float = 0.0  # worst distance in units in the last place of the expected value
     tolerance: str = ""  # the tolerance it was judged at
+    tol_used: float = 0.0  # worst |diff| / allowed |diff| (<= 1 passes): comparable across dtypes
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("max_abs", "max_rel", "max_ulp"):
+        for k in ("max_abs", "max_rel", "max_ulp", "tol_used"):
             d[k] = None if not math.isfinite(d[k]) else d[k]  # JSON has no inf
         d["max_abs_index"] = None if self.max_abs_index is None else list(self.max_abs_index)
         d["shape_expected"], d["shape_actual"] = list(self.shape_expected), list(self.shape_actual)
@@ -164,18 +165,21 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, tol: Any) -> Ou
         spacing = np.spacing(finite_e.astype(tol.ulp_dtype)).astype(np.float64)
         ulps = np.where(diff > 0, diff / spacing, 0.0)
         if tol.ulp is not None:
-            bad = (ulps > tol.ulp) | (nan_e != nan_a)
+            used = ulps / max(tol.ulp, 1e-300)
         else:
-            bad = (diff > tol.atol + tol.rtol * np.abs(np.where(np.isinf(e), 0.0, e))) | (nan_e != nan_a)
+            allowed = tol.atol + tol.rtol * np.abs(np.where(np.isinf(e), 0.0, e))
+            used = np.where(diff > 0, diff / np.maximum(allowed, 1e-300), 0.0)
+        bad = (used > 1.0) | (nan_e != nan_a)
     n = max(e.size, 1)
     if e.size:
         idx = np.unravel_index(int(np.argmax(diff)), e.shape)
         max_abs = float(diff[idx])
         max_rel = float(np.max(rel))
         max_ulp = float(np.max(ulps))
+        tol_used = float(np.max(used))
         index: Optional[tuple[int, ...]] = tuple(int(i) for i in idx)
     else:
-        max_abs, max_rel, max_ulp, index = 0.0, 0.0, 0.0, None
+        max_abs, max_rel, max_ulp, tol_used, index = 0.0, 0.0, 0.0, 0.0, None
     off = int(np.count_nonzero(bad))
     return OutputResult(name, off == 0, max_abs, index, max_rel, off / n, nan_mismatch, e.shape, a.shape,
-                        max_ulp=max_ulp, tolerance=tol.describe())
+                        max_ulp=max_ulp, tolerance=tol.describe(), tol_used=tol_used)

@@ -115,6 +115,7 @@ class FixtureResult:
     file: str = ""
     message: str = ""
     deviation: Optional[str] = None
+    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def failures(self) -> list[OutputResult]:
@@ -671,7 +672,7 @@ def _compare(fixture: Fixture, actual: list[dict[str, np.ndarray]], tol: Toleran
 
 
 def verify_fixture(fixture: Fixture, factory: Optional[Factory] = None, dtype: Any = None,
-                   tol: Optional[Tolerance] = None) -> FixtureResult:
+                   tol: Any = None) -> FixtureResult:
     """Run the reference (or ``factory``'s implementation) on ``fixture`` and judge every output.
 
     A mismatch on a fixture recorded under a known Keras deviation counts as that deviation
@@ -683,9 +684,9 @@ def verify_fixture(fixture: Fixture, factory: Optional[Factory] = None, dtype: A
         actual = _run(fixture, impl)
         results = _compare(fixture, actual, tol)
     except Exception as e:  # an implementation's crash is that fixture's verdict
-        return FixtureResult(fixture.id, "error", [], message=f"{type(e).__name__}: {e}")
+        return FixtureResult(fixture.id, "error", [], message=f"{type(e).__name__}: {e}", flags=fixture.flags)
     if all(r.ok for r in results):
-        return FixtureResult(fixture.id, "pass", results)
+        return FixtureResult(fixture.id, "pass", results, flags=fixture.flags)
     if fixture.deviation:
         # Keras is under a documented bug here. The mismatch is that deviation only when Keras
         # equals the reference with the bug switched on AND the implementation computes the
@@ -696,8 +697,8 @@ def verify_fixture(fixture: Fixture, factory: Optional[Factory] = None, dtype: A
             r.ok for r in _compare(_expecting(fixture, _run(fixture, build(fixture.spec, dtype=dtype))), actual, tol))
         if keras_is_the_bug and follows_semantics:
             return FixtureResult(fixture.id, "known-deviation", results, message=fixture.deviation["reason"],
-                                 deviation=fixture.deviation["name"])
-    return FixtureResult(fixture.id, "fail", results)
+                                 deviation=fixture.deviation["name"], flags=fixture.flags)
+    return FixtureResult(fixture.id, "fail", results, flags=fixture.flags)
 
 
 def _expecting(fixture: Fixture, outputs: list[dict[str, np.ndarray]]) -> Fixture:

@@ -78,7 +78,7 @@ def judge(
     keras_outputs: Outputs,
     backend: str,
     factory: Optional[Factory] = None,
-    tol: Optional[Tolerance] = None,
+    tol: Any = None,
     dtype: Optional[str] = None,
 ) -> CaseResult:
     """Compare an implementation (the reference by default) with Keras's outputs for ``case``.

@@ -1,0 +1,295 @@
+"""The conformance harness: runs the matrix (live Keras) or recorded fixtures on the reference or a
+plugged-in implementation, applies an expected-failures list, and turns verdicts into records that
+the terminal summary, the reports and the scoreboard share.
+
+Work is spread over ``spawn`` worker processes (one BLAS/TF thread each); Keras's backend is
+process-global, so each worker sets ``KERAS_BACKEND`` before Keras is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from .compare import Tolerance, TolerancePolicy
+from .errors import ConfigError
+
+__all__ = ["RunOptions", "ExpectedFailure", "load_expected_failures", "run_matrix", "run_fixtures", "record_of",
+           "shard", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+CHUNK = 24  # cases per work unit: large enough to reuse built Keras layers, small for balance
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpectedFailure:
+    """A case-id substring that an implementation is known to fail, and why (ONNX backend-test style)."""
+
+    pattern: str
+    reason: str
+
+
+def load_expected_failures(path: Optional[str]) -> tuple[ExpectedFailure, ...]:
+    """``PATTERN  reason`` per line (``#`` comments, blank lines ignored); the pattern is a substring of
+    case ids, e.g. ``mask_left`` or ``act_relu``."""
+    if not path:
+        return ()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--xfail {path!r}: cannot be read ({e})") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            raise ConfigError(f"--xfail {path!r} line {n}: expected 'PATTERN  reason', got {line!r}")
+        out.append(ExpectedFailure(parts[0], parts[1].strip()))
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What to run and how to judge it."""
+
+    backend: Optional[str] = None
+    impl: Optional[str] = None  # "package.module:factory"; None = the reference
+    dtype: Optional[str] = None  # reference compute dtype
+    tolerance: Optional[TolerancePolicy] = None  # overrides the per-dtype defaults
+    expected_failures: tuple[ExpectedFailure, ...] = ()
+    jobs: int = 1
+
+
+def shard(items: Sequence[Any], spec: Optional[str]) -> list[Any]:
+    """``"K/N"``: the K-th of N interleaved shards (1-based), for spreading a run over CI machines."""
+    if not spec:
+        return list(items)
+    m = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ConfigError(f"--shard {spec!r}: expected K/N with 1 <= K <= N")
+    k, n = int(m.group(1)), int(m.group(2))
+    return list(items)[k - 1::n]
+
+
+# --- workers ------------------------------------------------------------------------------------
+_ORACLE: Any = None
+_OPTIONS: Optional[RunOptions] = None
+_FACTORY: Any = None
+
+
+def worker_init(options: RunOptions) -> None:
+    """Per worker process: one thread per numeric library, the Keras backend, the oracle and the impl."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS"):
+        os.environ[var] = "1"
+    global _ORACLE, _OPTIONS, _FACTORY
+    _OPTIONS = options
+    if options.impl:
+        from .spec import resolve_factory
+
+        _FACTORY = resolve_factory(options.impl)
+    from .oracle import KerasOracle
+
+    _ORACLE = KerasOracle(options.backend)
+
+
+def worker_versions() -> dict[str, str]:
+    return dict(_ORACLE.versions)
+
+
+def _expected(case_id: str, options: RunOptions) -> Optional[ExpectedFailure]:
+    return next((x for x in options.expected_failures if x.pattern in case_id), None)
+
+
+def apply_expected(result: Any, case_id: str, options: RunOptions) -> Any:
+    """``fail``/``error`` on a listed case becomes ``xfail``; ``pass`` on one becomes ``xpass``."""
+    x = _expected(case_id, options)
+    if x is None:
+        return result
+    if result.status in ("fail", "error"):
+        detail = f" [{result.message}]" if result.message else ""
+        return dataclasses.replace(result, status="xfail", message=f"expected failure: {x.reason}{detail}")
+    if result.status == "pass":
+        return dataclasses.replace(result, status="xpass",
+                                   message=f"listed as an expected failure ({x.reason}) but passed")
+    return result
+
+
+def run_chunk(ids: list[str]) -> list[Any]:
+    """Worker: judge matrix cases against live Keras."""
+    from . import matrix
+    from .runner import ERROR, CaseResult, judge
+
+    assert _OPTIONS is not None
+    out = []
+    for cid in ids:
+        case = matrix.by_id()[cid]
+        try:
+            result = judge(case, _ORACLE.run(case), _ORACLE.backend, factory=_FACTORY, tol=_OPTIONS.tolerance,
+                           dtype=_OPTIONS.dtype)
+        except Exception as exc:  # a crash in one case is that case's verdict, not the run's end
+            result = CaseResult(case, ERROR, [], message=f"{type(exc).__name__}: {exc}")
+        out.append(apply_expected(result, cid, _OPTIONS))
+    return out
+
+
+def record_chunk(ids: list[str]) -> list[tuple[str, Any, Optional[str], str]]:
+    """Worker: Keras's answers for matrix cases (to record as fixtures), and the reference's verdict."""
+    from . import matrix
+    from .runner import judge
+
+    out = []
+    for cid in ids:
+        case = matrix.by_id()[cid]
+        outputs = _ORACLE.run(case)
+        verdict = judge(case, outputs, _ORACLE.backend)
+        out.append((cid, outputs, verdict.deviation, verdict.status))
+    return out
+
+
+def _chunks(ids: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def run_matrix(cases: Sequence[Any], options: RunOptions,
+               progress: Optional[Callable[[int, int], None]] = None) -> tuple[list[Any], dict[str, str], float]:
+    """Judge ``cases`` against live Keras; returns (CaseResults in case order, versions, wall seconds)."""
+    t0 = time.perf_counter()
+    ids = [c.id for c in cases]
+    jobs = max(1, min(options.jobs, max(1, len(ids) // CHUNK)))
+    results: list[Any] = []
+    bad = 0
+    if jobs == 1:
+        worker_init(options)
+        chunks: Iterable[list[Any]] = map(run_chunk, _chunks(ids, CHUNK))
+        versions = worker_versions()
+        pool = None
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        pool = ctx.Pool(jobs, initializer=worker_init, initargs=(options,))
+        versions = pool.apply(worker_versions)
+        chunks = pool.imap(run_chunk, _chunks(ids, CHUNK))
+    try:
+        for chunk in chunks:
+            results.extend(chunk)
+            bad += sum(r.status in ("fail", "error") for r in chunk)
+            if progress:
+                progress(len(chunk), bad)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return results, versions, time.perf_counter() - t0
+
+
+def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequence[str]] = None
+                 ) -> tuple[list[Any], list[str], float]:
+    """Judge recorded fixtures (no Keras); returns (FixtureResults, warnings, wall seconds)."""
+    from .fixtures import FixtureResult, read_fixture, scan, verify_fixture
+    from .errors import BilstmRefError
+    from .spec import resolve_factory
+
+    t0 = time.perf_counter()
+    factory = resolve_factory(options.impl) if options.impl else None
+    found = scan(directory)
+    results: list[Any] = [p for p in found.problems if selected(p.id, patterns)]
+    for path in found.manifests:
+        fid = path.name[:-5]
+        if not selected(fid, patterns):
+            continue
+        try:
+            fixture = read_fixture(path)
+        except BilstmRefError as e:
+            results.append(FixtureResult(fid, "integrity", [], str(path), f"{type(e).__name__}: {e}"))
+            continue
+        tol = None
+        if options.tolerance is not None:
+            tol = options.tolerance
+        result = verify_fixture(fixture, factory=factory, dtype=options.dtype, tol=tol)
+        results.append(apply_expected(result, fid, options))
+    return results, found.warnings, time.perf_counter() - t0
+
+
+def selected(fid: str, patterns: Optional[Sequence[str]]) -> bool:
+    """``-k`` semantics: every plain pattern must be in the id, no ``~pattern`` may be."""
+    if not patterns:
+        return True
+    include = [p for p in patterns if not p.startswith("~")]
+    exclude = [p[1:] for p in patterns if p.startswith("~")]
+    return all(p in fid for p in include) and not any(p in fid for p in exclude)
+
+
+# --- records ------------------------------------------------------------------------------------
+def record_of(result: Any) -> dict[str, Any]:
+    """A JSON-able record of a CaseResult (matrix) or FixtureResult (fixtures), the same shape for both."""
+    case = getattr(result, "case", None)
+    if case is not None:
+        flags = {f.name: getattr(case, f.name) for f in dataclasses.fields(case)}
+        rid = case.id
+        flags["time"] = case.time
+    else:
+        flags = dict(getattr(result, "flags", None) or {})
+        flags.pop("id", None)
+        rid = result.id
+    return {
+        "id": rid,
+        "status": result.status,
+        "flags": flags,
+        "deviation": result.deviation,
+        "message": result.message,
+        "outputs": [o.as_dict() for o in result.outputs],
+        "failing_outputs": [o.name for o in result.outputs if not o.ok],
+    }
+
+
+def default_jobs(value: Optional[str]) -> int:
+    """``--jobs N`` or ``auto`` (the CPU count), as pytest-xdist's ``-n`` takes them."""
+    if value in (None, "auto"):
+        return os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError:
+        raise ConfigError(f"--jobs {value!r}: expected a positive integer or 'auto'") from None
+    if n < 1:
+        raise ConfigError(f"--jobs {value!r}: expected a positive integer or 'auto'")
+    return n
+
+
+def tolerance_from_args(atol: Optional[float], rtol: Optional[float], ulp: Optional[float],
+                        per_output: Sequence[str]) -> Optional[TolerancePolicy]:
+    """A TolerancePolicy from command-line options, or None for the per-dtype defaults.
+
+    ``per_output`` items are ``NAME=ATOL,RTOL`` or ``NAME=ULPulp`` (e.g. ``c=1e-4,1e-4``)."""
+    if atol is None and rtol is None and ulp is None and not per_output:
+        return None
+    default = Tolerance(atol if atol is not None else 1e-5, rtol if rtol is not None else 1e-5, ulp=ulp)
+    overrides = {}
+    for item in per_output:
+        name, sep, value = item.partition("=")
+        parts = value.split(",")
+        try:
+            if not sep or not name:
+                raise ValueError
+            if value.endswith("ulp"):
+                overrides[name] = Tolerance(0.0, 0.0, ulp=float(value[:-3]))
+            elif len(parts) == 2:
+                overrides[name] = Tolerance(float(parts[0]), float(parts[1]))
+            else:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"--tol-output {item!r}: expected NAME=ATOL,RTOL or NAME=Nulp") from None
+    return TolerancePolicy(default, overrides)
+
+
+__all__ += ["worker_init", "run_chunk", "record_chunk", "worker_versions", "apply_expected", "selected", "default_jobs",
+            "tolerance_from_args"]
+_ = sys  # the module is imported by spawned workers by name
