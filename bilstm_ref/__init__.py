@@ -24,5 +24,6 @@ from .lstm import LSTM as LSTM
 from .spec import LayerSpec as LayerSpec
 from .spec import build as build
 from .spec import reference_factory as reference_factory
+from .testing import assert_matches_keras as assert_matches_keras
 
 __version__ = "0.1.0"

@@ -202,6 +202,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if data.failed else 0
 
 
+def cmd_scoreboard(args: argparse.Namespace) -> int:
+    from .scoreboard import render_markdown, run_scoreboard
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in ("tensorflow", "jax", "torch")]
+    if unknown:
+        raise BilstmRefError(f"--backends: unknown {unknown}; expected tensorflow, jax, torch")
+    board = run_scoreboard(args.out, backends, args.k, args.jobs)
+    print(render_markdown(board))
+    ran = [s for s in board["backends"].values() if s["status"] == "ran"]
+    if not ran:
+        print("error: no backend ran", file=sys.stderr)
+        return 2
+    print(f"written: {args.out}/scoreboard.md, scoreboard.json, check-<backend>.json")
+    return 1 if any(s["counts"]["fail"] or s["counts"]["error"] for s in ran) else 0
+
+
 def _fixture_versions(directory: str) -> dict[str, str]:
     """The Keras versions the fixtures were recorded with (from the first manifest)."""
     from .fixtures import read_fixture, scan
@@ -294,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     _add_harness_options(r)
     r.set_defaults(func=cmd_report)
+    b = sub.add_parser("scoreboard", help="the matrix on every installed Keras backend, combined")
+    b.add_argument("--out", required=True, help="output directory")
+    b.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated (default: all three)")
+    b.add_argument("-k", action="append", metavar="PATTERN", help="cases whose id contains PATTERN (~ excludes)")
+    b.add_argument("--jobs", "-j", "-n", default=None, help="worker processes per backend, or 'auto'")
+    b.set_defaults(func=cmd_scoreboard)
     c.set_defaults(func=cmd_check)
     return p
 

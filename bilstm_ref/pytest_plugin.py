@@ -1,6 +1,13 @@
-"""pytest plugin (entry point ``pytest11``): opt-in regression fixtures for users' own tests.
+"""pytest plugin (entry point ``pytest11``). It does nothing unless asked:
 
-It does nothing unless a test asks for the ``bilstm_ref_regression`` fixture::
+``--bilstm-ref-impl package.module:factory`` adds the conformance matrix to the session, one test
+per case, judging the factory's implementation against live Keras (or, with
+``--bilstm-ref-fixtures DIR``, against recorded fixtures, no Keras needed); ``-k``, ``-n`` (xdist)
+and ``--junitxml`` apply as to any test; ``--bilstm-ref-xfail FILE`` marks expected failures.
+
+``bilstm_ref.assert_matches_keras(actual, expected)`` is the assertion for hand-written tests.
+
+Regression fixtures for a user's own model: a test asks for the ``bilstm_ref_regression`` fixture::
 
     def test_my_port(bilstm_ref_regression):
         bilstm_ref_regression.check("model.keras", layer="bidirectional", impl="my_port:factory")
@@ -23,7 +30,15 @@ _REGEN = "--force-regen"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("bilstm_ref", "bilstm_ref regression fixtures")
+    group = parser.getgroup("bilstm_ref", "bilstm_ref conformance matrix and regression fixtures")
+    group.addoption("--bilstm-ref-impl", default=None, metavar="package.module:factory",
+                    help="run the bilstm_ref conformance matrix on this implementation factory")
+    group.addoption("--bilstm-ref-fixtures", default=None, metavar="DIR",
+                    help="judge --bilstm-ref-impl against recorded fixtures instead of live Keras")
+    group.addoption("--bilstm-ref-xfail", default=None, metavar="FILE",
+                    help="expected failures for --bilstm-ref-impl: lines 'PATTERN  reason'")
+    group.addoption("--bilstm-ref-backend", default=None, choices=("tensorflow", "jax", "torch"),
+                    help="Keras backend of the live oracle")
     try:
         group.addoption(_REGEN, action="store_true", default=False,
                         help="re-record bilstm_ref regression fixtures from live Keras (the test still fails)")
@@ -99,3 +114,91 @@ class Regression:
 def bilstm_ref_regression(request: pytest.FixtureRequest) -> Regression:
     """Record-once, verify-always regression fixtures for an implementation of a model's layer."""
     return Regression(request)
+
+
+# --- the conformance matrix as test items -------------------------------------------------------
+class MatrixFailure(AssertionError):
+    """A case whose outputs differ from Keras's (the message lists every failing output)."""
+
+
+class CaseItem(pytest.Item):
+    """One matrix case (live Keras) or one recorded fixture, judged on the user's implementation."""
+
+    def __init__(self, *, case_id: str, fixture_path: Optional[Path] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case_id = case_id
+        self.fixture_path = fixture_path
+
+    def runtest(self) -> None:
+        from .spec import resolve_factory
+
+        config = self.config
+        factory = config.stash.setdefault(_FACTORY, resolve_factory(config.getoption("--bilstm-ref-impl")))
+        if self.fixture_path is not None:
+            from .fixtures import read_fixture, verify_fixture
+
+            result = verify_fixture(read_fixture(self.fixture_path), factory=factory)
+        else:
+            from . import matrix
+            from .oracle import KerasOracle
+            from .runner import judge
+
+            oracle = config.stash.get(_ORACLE, None)
+            if oracle is None:
+                oracle = KerasOracle(config.getoption("--bilstm-ref-backend"))
+                config.stash[_ORACLE] = oracle
+            case = matrix.by_id()[self.case_id]
+            result = judge(case, oracle.run(case), oracle.backend, factory=factory)
+        self.user_properties.append(("status", result.status))
+        if result.status not in ("pass", "known-deviation"):
+            raise MatrixFailure(result.describe())
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, MatrixFailure):
+            return f"{self.case_id} does not match Keras:\n{excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, Optional[int], str]:
+        return self.path, None, f"bilstm_ref matrix case {self.case_id}"
+
+
+_FACTORY = pytest.StashKey[Any]()
+_ORACLE = pytest.StashKey[Any]()
+
+
+class MatrixCollector(pytest.Collector):
+    def collect(self) -> list[pytest.Item]:
+        from .harness import load_expected_failures
+
+        config = self.config
+        expected = load_expected_failures(config.getoption("--bilstm-ref-xfail"))
+        fixtures_dir = config.getoption("--bilstm-ref-fixtures")
+        items: list[pytest.Item] = []
+        if fixtures_dir:
+            from .fixtures import scan
+
+            for path in scan(fixtures_dir).manifests:
+                fid = path.name[:-5]
+                items.append(CaseItem.from_parent(self, name=fid, case_id=fid, fixture_path=path))
+        else:
+            import importlib.util
+
+            from . import matrix
+
+            if importlib.util.find_spec("keras") is None:
+                raise pytest.UsageError("--bilstm-ref-impl needs Keras (the live oracle) or --bilstm-ref-fixtures DIR")
+            items = [CaseItem.from_parent(self, name=c.id, case_id=c.id) for c in matrix.cases()]
+        for item in items:
+            x = next((x for x in expected if x.pattern in item.name), None)
+            if x is not None:
+                item.add_marker(pytest.mark.xfail(reason=x.reason, strict=False))
+        return items
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --bilstm-ref-impl, append the matrix (before -k and -m deselect)."""
+    if not config.getoption("--bilstm-ref-impl", default=None):
+        return
+    collector = MatrixCollector.from_parent(session, name="bilstm_ref_matrix")
+    items.extend(collector.collect())

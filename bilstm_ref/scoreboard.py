@@ -1,0 +1,138 @@
+"""The multi-backend scoreboard: the matrix on every installed Keras backend, each in its own
+process (Keras's backend is process-global), combined into one table of where backends agree
+with the reference, where they deviate in documented ways, and where they disagree with each other.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+__all__ = ["BACKENDS", "run_scoreboard", "combine", "render_markdown"]
+
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def installed(backend: str) -> bool:
+    return importlib.util.find_spec(BACKENDS[backend]) is not None and importlib.util.find_spec("keras") is not None
+
+
+def run_scoreboard(out_dir: str, backends: Sequence[str], patterns: Optional[Sequence[str]] = None,
+                   jobs: Optional[str] = None, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Run ``bilstm-ref check --backend B --json`` for each backend in a fresh process; combine."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, Any] = {}
+    for backend in backends:
+        if not installed(backend):
+            runs[backend] = {"status": "not installed", "reason": f"pip install {BACKENDS[backend]}"
+                             + ("==2.13.0" if backend == "torch" else "")}
+            continue
+        path = out / f"check-{backend}.json"
+        cmd = [sys.executable, "-m", "bilstm_ref", "check", "--backend", backend, "--json", str(path)]
+        for p in patterns or ():
+            cmd += ["-k", p]
+        if jobs:
+            cmd += ["--jobs", jobs]
+        cmd += list(extra)
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        print(f"scoreboard: {backend} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        (out / f"check-{backend}.txt").write_text(done.stdout + done.stderr, encoding="utf-8")
+        if not path.exists():
+            runs[backend] = {"status": "crashed", "reason": (done.stderr or done.stdout)[-2000:], "wall": wall}
+            continue
+        runs[backend] = {"status": "ran", "exit": done.returncode, "wall": wall,
+                         "report": json.loads(path.read_text(encoding="utf-8"))}
+    board = combine(runs)
+    (out / "scoreboard.json").write_text(json.dumps(board, indent=1, default=str) + "\n", encoding="utf-8")
+    (out / "scoreboard.md").write_text(render_markdown(board), encoding="utf-8")
+    return board
+
+
+def combine(runs: dict[str, Any]) -> dict[str, Any]:
+    """Per backend: counts, deviations by name and reason; per case: status on every backend that ran;
+    the cases whose status differs between backends."""
+    ran = {b: r for b, r in runs.items() if r.get("status") == "ran"}
+    summary: dict[str, Any] = {}
+    by_case: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+    for backend, run in runs.items():
+        if backend not in ran:
+            summary[backend] = {"status": run["status"], "reason": run.get("reason", "")}
+            continue
+        report = run["report"]
+        devs: dict[str, Any] = {}
+        worst: dict[str, float] = collections.defaultdict(float)
+        for rec in report["cases"]:
+            by_case[rec["id"]][backend] = {"status": rec["status"], "deviation": rec["deviation"],
+                                           "failing": rec["failing_outputs"], "message": rec["message"]}
+            if rec["status"] == "known-deviation":
+                d = devs.setdefault(rec["deviation"], {"cases": 0, "reason": rec["message"]})
+                d["cases"] += 1
+            if rec["status"] == "pass":
+                pol = str(rec["flags"].get("dtype_policy"))
+                for o in rec["outputs"]:
+                    if o["max_abs"] is not None:
+                        worst[pol] = max(worst[pol], o["max_abs"])
+        summary[backend] = {"status": "ran", "counts": report["counts"], "versions": report["versions"],
+                            "wall": round(run["wall"], 1), "deviations": devs, "worst_by_policy": dict(worst)}
+    disagreements = []
+    for cid, per in sorted(by_case.items()):
+        statuses = {b: v["status"] for b, v in per.items()}
+        if len(set(statuses.values())) > 1:
+            disagreements.append({"id": cid, **{b: _label(v) for b, v in per.items()}})
+    return {"backends": summary, "disagreements": disagreements, "cases": len(by_case)}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _label(v: dict[str, Any]) -> str:
+    if v["status"] == "known-deviation":
+        return f"deviation: {v['deviation']}"
+    if v["status"] in ("fail", "error"):
+        message = " ".join(_ANSI.sub("", v["message"]).split())[:100]
+        return f"{v['status']}: {', '.join(v['failing']) or message}"
+    return v["status"]
+
+
+def render_markdown(board: dict[str, Any]) -> str:
+    lines = ["# bilstm_ref multi-backend scoreboard", "",
+             "| backend | versions | cases | passed | known deviations | failed | errors | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for backend, s in board["backends"].items():
+        if s["status"] != "ran":
+            lines.append(f"| {backend} | {s['status']} ({s['reason'][:60]}) | - | - | - | - | - | - |")
+            continue
+        c = s["counts"]
+        vers = ", ".join(f"{k} {v}" for k, v in s["versions"].items() if k != "backend")
+        lines.append(f"| {backend} | {vers} | {c['total']} | {c['pass']} | {c['known-deviation']} | {c['fail']} | "
+                     f"{c['error']} | {s['wall']} |")
+    lines.append("")
+    for backend, s in board["backends"].items():
+        if s.get("deviations"):
+            lines += [f"## Known deviations on {backend}", ""]
+            lines += [f"- {name}: {d['cases']} cases. {d['reason']}" for name, d in sorted(s["deviations"].items())]
+            lines.append("")
+    ran = [b for b, s in board["backends"].items() if s["status"] == "ran"]
+    dis = board["disagreements"]
+    lines += [f"## Where backends disagree ({len(dis)} of {board['cases']} cases)", ""]
+    if dis:
+        lines += ["| case | " + " | ".join(ran) + " |", "|---" * (len(ran) + 1) + "|"]
+        lines += [f"| `{d['id']}` | " + " | ".join(d.get(b, "-") for b in ran) + " |" for d in dis[:300]]
+        if len(dis) > 300:
+            lines.append(f"... and {len(dis) - 300} more (scoreboard.json)")
+    else:
+        lines.append("Every case has the same status on every backend that ran.")
+    lines.append("")
+    return "\n".join(lines)
