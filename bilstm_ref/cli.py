@@ -127,7 +127,8 @@ def _matrix_cases(args: argparse.Namespace) -> list[Any]:
     from . import matrix
     from .harness import shard
 
-    return shard(matrix.select(matrix.cases(), args.k), getattr(args, "shard", None))
+    pool = list(matrix.fixture_suite()) if getattr(args, "suite", "matrix") == "committed" else matrix.cases()
+    return shard(matrix.select(pool, args.k), getattr(args, "shard", None))
 
 
 def _run_live(args: argparse.Namespace, cases: list[Any]) -> tuple[list[Any], dict[str, str], float]:
@@ -209,7 +210,7 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
     unknown = [b for b in backends if b not in ("tensorflow", "jax", "torch")]
     if unknown:
         raise BilstmRefError(f"--backends: unknown {unknown}; expected tensorflow, jax, torch")
-    board = run_scoreboard(args.out, backends, args.k, args.jobs)
+    board = run_scoreboard(args.out, backends, args.k, args.jobs, extra=("--suite", args.suite))
     print(render_markdown(board))
     ran = [s for s in board["backends"].values() if s["status"] == "ran"]
     if not ran:
@@ -295,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")
     c.add_argument("--dtype", choices=("float64", "float32"), default=None, help="reference compute dtype (default float64)")
     c.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    c.add_argument("--suite", choices=("matrix", "committed"), default="matrix",
+                   help="matrix: every case; committed: the 258-case suite of fixtures/ (all pairs + core concat + core pairs)")
     _add_harness_options(c)
     c.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N interleaved shards (CI fan-out)")
     c.add_argument("--json", default=None, metavar="FILE", help="also write every case's record as JSON")
@@ -309,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", choices=("float64", "float32"), default=None, help="reference compute dtype")
     r.add_argument("--shard", default=None, metavar="K/N", help="the K-th of N interleaved shards")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    r.add_argument("--suite", choices=("matrix", "committed"), default="matrix",
+                   help="matrix: every case; committed: the 258-case suite of fixtures/ (all pairs + core concat + core pairs)")
     _add_harness_options(r)
     r.set_defaults(func=cmd_report)
     b = sub.add_parser("scoreboard", help="the matrix on every installed Keras backend, combined")
@@ -316,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated (default: all three)")
     b.add_argument("-k", action="append", metavar="PATTERN", help="cases whose id contains PATTERN (~ excludes)")
     b.add_argument("--jobs", "-j", "-n", default=None, help="worker processes per backend, or 'auto'")
+    b.add_argument("--suite", choices=("matrix", "committed"), default="committed",
+                   help="committed (default): the 258-case suite, about 10 min on JAX; matrix: all cases")
     b.set_defaults(func=cmd_scoreboard)
     c.set_defaults(func=cmd_check)
     return p
