@@ -176,7 +176,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.fixtures:
         from .harness import run_fixtures
 
-        results, warnings, wall = run_fixtures(args.fixtures, _options(args), args.k)
+        results, warnings, wall = run_fixtures(args.fixtures, _options(args), args.k, args.shard)
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
         versions: dict[str, str] = {}
@@ -196,7 +196,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     written = write_all(args.out, data, plots=not args.no_plots)
     c = data.counts()
     print(f"report: {c['total']} cases, {c['pass']} passed, {c['known-deviation']} known deviations, "
-          f"{c['xfail']} expected failures, {c['fail']} failed, {c['error'] + c['integrity']} errors; "
+          f"{c['xfail']} expected failures, {c['xpass']} unexpected passes, {c['fail']} failed, "
+          f"{c['error']} errors, {c['integrity']} integrity failures; "
           f"coverage {data.coverage():.1%}; run {wall:.1f}s, written in {time.perf_counter() - t0:.1f}s")
     for kind, path in written.items():
         print(f"  {kind}: {path}")
@@ -240,7 +241,7 @@ def _report_data(args: argparse.Namespace, results: list[Any], versions: dict[st
     options = _options(args)
     return ReportData.build(results, versions=versions, wall=wall, source=source, impl=options.impl,
                             backend=versions.get("backend") or options.backend, tolerance=options.tolerance,
-                            expected_failures=options.expected_failures, argv=list(sys.argv[1:]))
+                            expected_failures=options.expected_failures, argv=getattr(args, "argv", []))
 
 
 def _print_inspect(info: dict[str, Any], out: Any = None) -> None:
@@ -584,7 +585,9 @@ def _add_inspect(sub: Any) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args))
     except BilstmRefError as exc:

@@ -42,8 +42,8 @@ class Tolerance:
                 ok = False
             if not ok:
                 raise ConfigError(f"tolerance {key}: expected a finite number >= 0, got {v!r}")
-        if self.ulp_dtype not in ("float16", "float32", "float64"):
-            raise ConfigError(f"tolerance ulp_dtype: expected float16, float32 or float64, got {self.ulp_dtype!r}")
+        if self.ulp_dtype not in ("float16", "float32", "float64", "auto"):
+            raise ConfigError(f"tolerance ulp_dtype: expected float16, float32, float64 or auto, got {self.ulp_dtype!r}")
 
     def describe(self) -> str:
         if self.ulp is not None:
@@ -60,18 +60,33 @@ def output_base(name: str) -> str:
 class TolerancePolicy:
     """A default tolerance plus per-output overrides, keyed by output name (``c``, ``c1``, ``h2``...)."""
 
-    default: Tolerance
+    default: Optional[Tolerance]  # None: the dtype policy's default (see with_base)
     per_output: Mapping[str, Tolerance] = dataclasses.field(default_factory=dict)
 
     def for_output(self, name: str) -> Tolerance:
-        return self.per_output.get(output_base(name), self.default)
+        tol = self.per_output.get(output_base(name), self.default)
+        if tol is None:
+            raise ConfigError("TolerancePolicy without a default: call with_base() with the dtype's tolerance")
+        return tol
+
+    def with_base(self, base: Tolerance) -> "TolerancePolicy":
+        """This policy completed by a case's per-dtype default: a missing default becomes ``base``,
+        and ULP counts in ``"auto"`` precision take ``base``'s (the precision Keras computed in)."""
+        def fill(t: Optional[Tolerance]) -> Tolerance:
+            if t is None:
+                return base
+            if t.ulp_dtype == "auto":
+                return dataclasses.replace(t, ulp_dtype=base.ulp_dtype)
+            return t
+
+        return TolerancePolicy(fill(self.default), {k: fill(v) for k, v in self.per_output.items()})
 
     def describe(self) -> str:
         extra = "".join(f"; {k}: {t.describe()}" for k, t in sorted(self.per_output.items()))
-        return self.default.describe() + extra
+        return (self.default.describe() if self.default else "per-dtype default") + extra
 
     def as_dict(self) -> dict[str, Any]:
-        return {"default": dataclasses.asdict(self.default),
+        return {"default": dataclasses.asdict(self.default) if self.default else "per-dtype default",
                 "per_output": {k: dataclasses.asdict(t) for k, t in sorted(self.per_output.items())}}
 
 
@@ -94,10 +109,10 @@ def tolerance_for(policy: str) -> Tolerance:
 
 
 def policy_for(dtype_policy: str, overrides: Optional["TolerancePolicy"] = None) -> TolerancePolicy:
-    """The tolerance policy for a case: ``overrides`` (from the command line) or the dtype default."""
-    if overrides is not None:
-        return overrides
-    return TolerancePolicy(TOLERANCES[dtype_policy])
+    """The tolerance policy for a case: ``overrides`` (from the command line) completed by the
+    dtype policy's default."""
+    base = TOLERANCES[dtype_policy]
+    return overrides.with_base(base) if overrides is not None else TolerancePolicy(base)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from .compare import OutputResult, Tolerance, compare
+from .compare import OutputResult, Tolerance, TolerancePolicy, compare
 from .dtypes import _round_bfloat16
 from .errors import (
     BilstmRefError,
@@ -70,6 +70,9 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 _DTYPES = {"<f2", "<f4", "<f8", "|b1"}
 #: Largest tolerance a manifest may carry: beyond it every comparison would pass.
 MAX_TOLERANCE = 1.0
+#: The precision Keras computes in under each policy (ULPs are counted in it).
+_ULP_DTYPES = {"float64": "float64", "float32": "float32", "mixed_float16": "float16", "float16": "float16",
+               "mixed_bfloat16": "float32", "bfloat16": "float32"}
 #: Policies under which Keras's outputs are half precision (and must be, to pass).
 HALF_OUTPUT_POLICIES = frozenset({"mixed_float16", "mixed_bfloat16", "float16", "bfloat16"})
 #: Largest array a fixture may declare (bytes).
@@ -607,7 +610,7 @@ def scan(directory: PathLike) -> DirectoryScan:
     directory = Path(directory)
     if not directory.is_dir():
         raise FixtureIntegrityError(f"{str(directory)!r}: not a directory of fixtures")
-    manifests = sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
+    manifests = sorted((p for p in directory.glob("*.json") if not p.name.startswith(".")), key=lambda p: p.name[:-5])
     ids = {p.name[:-5] for p in manifests}
     problems, warnings = [], []
     for p in sorted(directory.glob("*.npz")):
@@ -678,6 +681,9 @@ def verify_fixture(fixture: Fixture, factory: Optional[Factory] = None, dtype: A
     A mismatch on a fixture recorded under a known Keras deviation counts as that deviation
     only when the reference with the deviation's quirk switched on reproduces Keras's answer.
     """
+    if isinstance(tol, TolerancePolicy):
+        base = dataclasses.replace(fixture.tolerance, ulp_dtype=_ULP_DTYPES.get(fixture.tolerance_policy, "float32"))
+        tol = tol.with_base(base)
     tol = tol or fixture.tolerance
     try:
         impl = factory(fixture.spec) if factory else reference_factory(fixture.spec, dtype=dtype)

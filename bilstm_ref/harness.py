@@ -191,8 +191,8 @@ def run_matrix(cases: Sequence[Any], options: RunOptions,
     return results, versions, time.perf_counter() - t0
 
 
-def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequence[str]] = None
-                 ) -> tuple[list[Any], list[str], float]:
+def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequence[str]] = None,
+                 shard_spec: Optional[str] = None) -> tuple[list[Any], list[str], float]:
     """Judge recorded fixtures (no Keras); returns (FixtureResults, warnings, wall seconds)."""
     from .fixtures import FixtureResult, read_fixture, scan, verify_fixture
     from .errors import BilstmRefError
@@ -202,10 +202,9 @@ def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequenc
     factory = resolve_factory(options.impl) if options.impl else None
     found = scan(directory)
     results: list[Any] = [p for p in found.problems if selected(p.id, patterns)]
-    for path in found.manifests:
+    manifests = shard([p for p in found.manifests if selected(p.name[:-5], patterns)], shard_spec)
+    for path in manifests:
         fid = path.name[:-5]
-        if not selected(fid, patterns):
-            continue
         try:
             fixture = read_fixture(path)
         except BilstmRefError as e:
@@ -271,7 +270,11 @@ def tolerance_from_args(atol: Optional[float], rtol: Optional[float], ulp: Optio
     ``per_output`` items are ``NAME=ATOL,RTOL`` or ``NAME=ULPulp`` (e.g. ``c=1e-4,1e-4``)."""
     if atol is None and rtol is None and ulp is None and not per_output:
         return None
-    default = Tolerance(atol if atol is not None else 1e-5, rtol if rtol is not None else 1e-5, ulp=ulp)
+    default: Optional[Tolerance] = None  # only --tol-output: every other output keeps its dtype default
+    if ulp is not None:
+        default = Tolerance(0.0, 0.0, ulp=ulp, ulp_dtype="auto")
+    elif atol is not None or rtol is not None:
+        default = Tolerance(atol if atol is not None else 0.0, rtol if rtol is not None else 0.0)
     overrides = {}
     for item in per_output:
         name, sep, value = item.partition("=")
@@ -280,7 +283,7 @@ def tolerance_from_args(atol: Optional[float], rtol: Optional[float], ulp: Optio
             if not sep or not name:
                 raise ValueError
             if value.endswith("ulp"):
-                overrides[name] = Tolerance(0.0, 0.0, ulp=float(value[:-3]))
+                overrides[name] = Tolerance(0.0, 0.0, ulp=float(value[:-3]), ulp_dtype="auto")
             elif len(parts) == 2:
                 overrides[name] = Tolerance(float(parts[0]), float(parts[1]))
             else:

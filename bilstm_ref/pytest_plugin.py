@@ -166,21 +166,45 @@ _FACTORY = pytest.StashKey[Any]()
 _ORACLE = pytest.StashKey[Any]()
 
 
+class ProblemItem(pytest.Item):
+    """An integrity problem found around the fixtures (it fails, as ``fixtures verify`` does)."""
+
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+
+    def runtest(self) -> None:
+        raise MatrixFailure(self.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        return f"fixture integrity: {excinfo.value}"
+
+    def reportinfo(self) -> tuple[Any, Optional[int], str]:
+        return self.path, None, f"bilstm_ref fixture problem {self.name}"
+
+
 class MatrixCollector(pytest.Collector):
     def collect(self) -> list[pytest.Item]:
+        from .errors import BilstmRefError
         from .harness import load_expected_failures
 
         config = self.config
-        expected = load_expected_failures(config.getoption("--bilstm-ref-xfail"))
-        fixtures_dir = config.getoption("--bilstm-ref-fixtures")
-        items: list[pytest.Item] = []
-        if fixtures_dir:
-            from .fixtures import scan
+        try:
+            expected = load_expected_failures(config.getoption("--bilstm-ref-xfail"))
+            fixtures_dir = config.getoption("--bilstm-ref-fixtures")
+            items: list[pytest.Item] = []
+            if fixtures_dir:
+                from .fixtures import scan
 
-            for path in scan(fixtures_dir).manifests:
-                fid = path.name[:-5]
-                items.append(CaseItem.from_parent(self, name=fid, case_id=fid, fixture_path=path))
-        else:
+                found = scan(fixtures_dir)
+                for path in found.manifests:
+                    fid = path.name[:-5]
+                    items.append(CaseItem.from_parent(self, name=fid, case_id=fid, fixture_path=path))
+                for problem in found.problems:  # e.g. a payload whose manifest is missing
+                    items.append(ProblemItem.from_parent(self, name=f"{problem.id}-integrity", message=problem.message))
+        except BilstmRefError as e:
+            raise pytest.UsageError(f"bilstm_ref: {e}") from None
+        if not fixtures_dir:
             import importlib.util
 
             from . import matrix

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .compare import OutputResult, Tolerance, compare, tolerance_for
+from .compare import OutputResult, Tolerance, TolerancePolicy, compare, tolerance_for
 from .matrix import Case, deviations_for
 from .spec import LayerSpec, reference_factory
 
@@ -86,6 +86,8 @@ def judge(
     A mismatch on a case under a known deviation counts as that deviation only when Keras
     matches the reference with the deviation's quirk switched on; otherwise it fails.
     """
+    if isinstance(tol, TolerancePolicy):
+        tol = tol.with_base(tolerance_for(case.dtype_policy))
     tol = tol or tolerance_for(case.dtype_policy)
     impl = factory(case.spec()) if factory else reference_factory(case.spec(), dtype=dtype)
     actual = run_impl(case, impl)

@@ -37,6 +37,7 @@ def run_scoreboard(out_dir: str, backends: Sequence[str], patterns: Optional[Seq
                              + ("==2.13.0" if backend == "torch" else "")}
             continue
         path = out / f"check-{backend}.json"
+        path.unlink(missing_ok=True)  # never report an earlier run's results
         cmd = [sys.executable, "-m", "bilstm_ref", "check", "--backend", backend, "--json", str(path)]
         for p in patterns or ():
             cmd += ["-k", p]
