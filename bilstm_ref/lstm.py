@@ -59,7 +59,10 @@ MAX_WORK_ELEMENTS = 2**28
 #: ``unroll_ignores_zero_output`` (JAX, "C"): ``unroll=True`` ignores ``zero_output_for_mask``.
 #: ``masked_prefix_outputs_h0`` (JAX rolled path, "B"): the output carried over leading masked
 #: steps starts at ``h0`` instead of zeros.
-QUIRKS = ("unroll_mask_reversed_zeroing", "unroll_ignores_zero_output", "masked_prefix_outputs_h0")
+#: ``stateful_state_not_stored`` (torch, mixed precision): a stateful layer's states are never
+#: stored, so every call starts from zeros (or the given initial state).
+QUIRKS = ("unroll_mask_reversed_zeroing", "unroll_ignores_zero_output", "masked_prefix_outputs_h0",
+          "stateful_state_not_stored")
 
 # Keras LSTM config keys with no effect on the inference forward pass, and why.
 _NO_FORWARD_EFFECT = {
@@ -432,7 +435,11 @@ class LSTM:
         if d_quirk and seq is not None and m is not None:
             seq = np.where(m[:, :, None], seq, np.zeros((), seq.dtype))
         if self.stateful:
-            self._states = (h, c)
+            if "stateful_state_not_stored" in self.quirks:  # torch + mixed policy: Keras never stores them
+                z = np.zeros((B, self.units), dtype=self.dtype)
+                self._states = (z, z)
+            else:
+                self._states = (h, c)
         return seq, last, h, c
 
     def __repr__(self) -> str:

@@ -373,9 +373,10 @@ class KnownDeviation:
 
     name: str
     backends: frozenset[str]
-    quirk: str
+    quirk: str  # "" for raises=True: there is no Keras result to model
     reason: str
     applies: Callable[[Case], bool] = dataclasses.field(compare=False)
+    raises: bool = False  # Keras itself raises on these cases (counted only when it does raise)
 
 
 def _zofm_effective(case: Case) -> bool:
@@ -411,6 +412,24 @@ KNOWN_DEVIATIONS: tuple[KnownDeviation, ...] = (
         "the first valid step output h0 instead of 0 (spec §4.5 'B')",
         lambda c: (not c.unroll) and c.mask != "none" and (c.initial_state or c.stateful) and not _zofm_effective(c),
     ),
+    KnownDeviation(
+        "torch-mixed-stateful-state-not-stored",
+        frozenset({"torch"}),
+        "stateful_state_not_stored",
+        "torch backend, mixed_float16/mixed_bfloat16, stateful: RNN.call assigns the new states inside the "
+        "autocast scope, where torch's Variable assignment copies into the half-precision autocast copy; the "
+        "float32 state variable is never updated, so every call starts from zeros (or the initial state)",
+        lambda c: c.stateful and c.dtype_policy in HALF_POLICIES,
+    ),
+    KnownDeviation(
+        "torch-unroll-backward-mask-crash",
+        frozenset({"torch"}),
+        "",
+        "torch backend, unroll=True with a mask on a layer reading backwards: Keras 3.15's torch rnn() calls "
+        "torch.flip(mask_list, dims=mask_list.shape) on a tuple and raises AttributeError (spec §4.5 'crash')",
+        lambda c: c.unroll and c.mask != "none" and _reads_backwards(c),
+        raises=True,
+    ),
 )
 
 
@@ -440,8 +459,13 @@ def workarounds_for(case: Case) -> tuple[KerasWorkaround, ...]:
 
 
 def deviations_for(case: Case, backend: str) -> tuple[KnownDeviation, ...]:
-    """The known deviations that may show in ``case`` on ``backend``."""
-    return tuple(d for d in KNOWN_DEVIATIONS if backend in d.backends and d.applies(case))
+    """The known deviations (with a Keras result to model) that may show in ``case`` on ``backend``."""
+    return tuple(d for d in KNOWN_DEVIATIONS if backend in d.backends and not d.raises and d.applies(case))
+
+
+def keras_errors_for(case: Case, backend: str) -> tuple[KnownDeviation, ...]:
+    """The documented Keras crashes that may stop ``case`` on ``backend``."""
+    return tuple(d for d in KNOWN_DEVIATIONS if backend in d.backends and d.raises and d.applies(case))
 
 
 # --- the matrix -----------------------------------------------------------------------------

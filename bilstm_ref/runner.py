@@ -86,9 +86,10 @@ def judge(
     A mismatch on a case under a known deviation counts as that deviation only when Keras
     matches the reference with the deviation's quirk switched on; otherwise it fails.
     """
+    base = tolerance_for(case.dtype_policy, backend)
     if isinstance(tol, TolerancePolicy):
-        tol = tol.with_base(tolerance_for(case.dtype_policy))
-    tol = tol or tolerance_for(case.dtype_policy)
+        tol = tol.with_base(base)
+    tol = tol or base
     impl = factory(case.spec()) if factory else reference_factory(case.spec(), dtype=dtype)
     actual = run_impl(case, impl)
     results = _compare_all(case, keras_outputs, actual, tol)
