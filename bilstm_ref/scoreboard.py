@@ -89,8 +89,8 @@ def combine(runs: dict[str, Any]) -> dict[str, Any]:
                             "wall": round(run["wall"], 1), "deviations": devs, "worst_by_policy": dict(worst)}
     disagreements = []
     for cid, per in sorted(by_case.items()):
-        statuses = {b: v["status"] for b, v in per.items()}
-        if len(set(statuses.values())) > 1:
+        labels = {b: _label(v) for b, v in per.items()}  # a different deviation is a disagreement too
+        if len(set(labels.values())) > 1 or len(per) < len(ran):
             disagreements.append({"id": cid, **{b: _label(v) for b, v in per.items()}})
     return {"backends": summary, "disagreements": disagreements, "cases": len(by_case)}
 

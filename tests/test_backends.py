@@ -91,3 +91,28 @@ def test_torch_backend_reproduces_the_measured_deviations(capsys: pytest.Capture
                           check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "torch-unroll-backward-mask-crash" in done.stdout and "failed: 0" in done.stdout
+
+
+def _report(cases: list[tuple[str, str, str | None]]) -> dict:
+    return {"counts": {"total": len(cases), "pass": sum(s == "pass" for _, s, _ in cases), "fail": 0, "error": 0,
+                       "known-deviation": sum(s == "known-deviation" for _, s, _ in cases)},
+            "versions": {"keras": "3"},
+            "cases": [{"id": i, "status": s, "deviation": d, "failing_outputs": [], "message": "why" if d else "",
+                       "flags": {"dtype_policy": "float32"}, "outputs": []} for i, s, d in cases]}
+
+
+def test_scoreboard_finds_disagreements_in_status_and_in_which_deviation() -> None:
+    from bilstm_ref.scoreboard import combine, render_markdown
+
+    runs = {
+        "tensorflow": {"status": "ran", "wall": 1.0, "report": _report(
+            [("a", "pass", None), ("b", "known-deviation", "tf-bug"), ("c", "pass", None)])},
+        "jax": {"status": "ran", "wall": 2.0, "report": _report(
+            [("a", "pass", None), ("b", "known-deviation", "jax-bug"), ("c", "known-deviation", "jax-bug")])},
+        "torch": {"status": "not installed", "reason": "pip install torch==2.13.0"},
+    }
+    board = combine(runs)
+    assert [d["id"] for d in board["disagreements"]] == ["b", "c"]
+    assert board["backends"]["jax"]["deviations"]["jax-bug"]["cases"] == 2
+    text = render_markdown(board)
+    assert "| torch | not installed" in text and "deviation: tf-bug" in text and "Where backends disagree (2 of 3" in text
