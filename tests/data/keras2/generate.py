@@ -6,14 +6,14 @@ not work with Keras 3 and it is never imported by the test suite; its outputs ar
 
 How the committed files were produced (outside the repository, in throw-away virtualenvs):
 
-    python3.11 -m venv /tmp/venv-tf215
-    /tmp/venv-tf215/bin/pip install "tensorflow-cpu==2.15.1" "numpy<2" h5py
-    /tmp/venv-tf215/bin/python tests/data/keras2/generate.py tests/data/keras2/keras-2.15 \
+    python3.11 -m venv venv-tf215
+    venv-tf215/bin/pip install "tensorflow-cpu==2.15.1" "numpy<2" h5py
+    venv-tf215/bin/python tests/data/keras2/generate.py tests/data/keras2/keras-2.15 \
         --weights-only bidi_custom_backward_mul
 
-    python3.11 -m venv /tmp/venv-tf212
-    /tmp/venv-tf212/bin/pip install "tensorflow-cpu==2.12.1" "numpy<2" h5py
-    /tmp/venv-tf212/bin/python tests/data/keras2/generate.py tests/data/keras2/keras-2.12 \
+    python3.11 -m venv venv-tf212
+    venv-tf212/bin/pip install "tensorflow-cpu==2.12.1" "numpy<2" h5py
+    venv-tf212/bin/python tests/data/keras2/generate.py tests/data/keras2/keras-2.12 \
         --models bidi_hard_sigmoid_concat,embedding_mask_sum_stacked \
         --weights-only bidi_hard_sigmoid_concat --no-cudnn
 
