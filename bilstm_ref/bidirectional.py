@@ -22,7 +22,7 @@ import numpy as np
 
 from .dtypes import cast_output, policy_name
 from .errors import ConfigError, ShapeMismatchError, StateError, UnsupportedModelError
-from .lstm import LSTM
+from .lstm import LSTM, run_pair
 from .sequence import align_backward
 
 __all__ = ["Bidirectional", "MERGE_MODES", "merge"]
@@ -264,8 +264,8 @@ class Bidirectional:
                     f"{self.name} initial_state: expected 4 states [h_fw, c_fw, h_bw, c_bw], got {len(states)}"
                 )
             fw_state, bw_state = states[:2], states[2:]
-        seq_f, last_f, h_f, c_f = self.forward_layer.run(x, mask, fw_state, training)
-        seq_b, last_b, h_b, c_b = self.backward_layer.run(x, mask, bw_state, training)
+        (seq_f, last_f, h_f, c_f), (seq_b, last_b, h_b, c_b) = run_pair(
+            self.forward_layer, self.backward_layer, x, mask, fw_state, bw_state, training)
         if self.return_sequences:
             y_f, y_b = seq_f, align_backward(seq_b)
         else:

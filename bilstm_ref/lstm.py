@@ -91,6 +91,20 @@ _NO_FORWARD_EFFECT = {
 
 
 @dataclasses.dataclass
+class _Prepared:
+    """One direction's call, ready to scan (see :meth:`LSTM._prepare`)."""
+
+    x: Array  # (B, T, D) processing order
+    mask: Optional[Array]  # (B, T) processing order
+    mask_original: Optional[Array]  # (B, T) as given
+    h0: Array
+    c0: Array
+    zofm: bool
+    prev0: Optional[Array]
+    d_quirk: bool
+
+
+@dataclasses.dataclass
 class _Weights:
     kernel: Array  # (D, 4n)
     recurrent_kernel: Array  # (n, 4n)
@@ -150,6 +164,90 @@ def scan(
         if seq is not None:
             seq[t] = out
     return (None if seq is None else seq.transpose(1, 0, 2)), out, h, c
+
+
+def scan_pair(
+    x: Array,
+    mask: Optional[Array],
+    h0: Array,
+    c0: Array,
+    kernel: Array,
+    recurrent_kernel: Array,
+    bias: Optional[Array],
+    activation: _act.Activation,
+    recurrent_activation: _act.Activation,
+    zero_output_for_mask: bool,
+    keep_sequence: bool,
+) -> tuple[Optional[Array], Array, Array, Array]:
+    """:func:`scan` for two directions at once (a Bidirectional's): the same arithmetic per
+    direction, stacked on a leading axis of 2, so each step makes one batched GEMM and one set of
+    elementwise calls instead of two (the long-sequence cost is per-step call overhead).
+
+    Args:
+        x: ``(2, B, T, D)``, each direction in its processing order; mask ``(2, B, T)`` or None;
+        h0, c0: ``(2, B, n)``; kernel ``(2, D, 4n)``; recurrent_kernel ``(2, n, 4n)``; bias ``(2, 4n)``.
+    Returns:
+        ``(seq (2, B, T, n) or None, last (2, B, n), h (2, B, n), c (2, B, n))``.
+    """
+    _, B, T, D = x.shape
+    n = h0.shape[2]
+    xw = np.matmul(x.transpose(0, 2, 1, 3).reshape(2, T * B, D), kernel).reshape(2, T, B, 4 * n)
+    if bias is not None:
+        xw += bias[:, None, None, :]
+    xw = np.ascontiguousarray(xw.transpose(1, 0, 2, 3))  # (T, 2, B, 4n): one contiguous slab per step
+    steps_mask = None if mask is None else np.ascontiguousarray(mask.transpose(2, 0, 1))[..., None]  # (T, 2, B, 1)
+    h, c = h0, c0
+    out = np.zeros_like(h0)
+    seq = np.empty((T, 2, B, n), dtype=h0.dtype) if keep_sequence else None
+    zero = np.zeros((), dtype=h0.dtype)
+    for t in range(T):
+        z = xw[t] + np.matmul(h, recurrent_kernel)
+        i = recurrent_activation(z[..., :n])
+        f = recurrent_activation(z[..., n:2 * n])
+        g = activation(z[..., 2 * n:3 * n])
+        o = recurrent_activation(z[..., 3 * n:])
+        c_new = f * c + i * g
+        h_new = o * activation(c_new)
+        if steps_mask is None:
+            h, c, out = h_new, c_new, h_new
+        else:
+            m = steps_mask[t]
+            h = np.where(m, h_new, h)
+            c = np.where(m, c_new, c)
+            out = np.where(m, h_new, zero if zero_output_for_mask else out)
+        if seq is not None:
+            seq[t] = out
+    return (None if seq is None else seq.transpose(1, 2, 0, 3)), out, h, c
+
+
+def run_pair(fw: "LSTM", bw: "LSTM", x: Any, mask: Any, fw_state: Any, bw_state: Any, training: Optional[bool]
+             ) -> tuple[tuple[Optional[Array], Array, Array, Array], tuple[Optional[Array], Array, Array, Array]]:
+    """Both directions of a Bidirectional: stepped together by :func:`scan_pair` when they compute
+    with the same cell (units, activations, bias, dtype, masking rule), else one after the other."""
+    wf, wb = fw._require_weights(), bw._require_weights()
+    same_cell = (
+        fw.units == bw.units and fw.dtype == bw.dtype and fw.semantics == bw.semantics
+        and fw.activation == bw.activation and fw.recurrent_activation == bw.recurrent_activation
+        and (wf.bias is None) == (wb.bias is None) and fw.return_sequences == bw.return_sequences
+        and not (training and (fw.dropout or fw.recurrent_dropout or bw.dropout or bw.recurrent_dropout))
+    )
+    if same_cell:
+        pf, pb = fw._prepare(x, mask, fw_state, wf), bw._prepare(x, mask, bw_state, wb)
+        same_cell = pf.zofm == pb.zofm and pf.prev0 is None and pb.prev0 is None and (pf.mask is None) == (pb.mask is None)
+    if not same_cell:
+        return fw.run(x, mask, fw_state, training), bw.run(x, mask, bw_state, training)
+    stack = np.stack
+    bias = None if wf.bias is None else stack([wf.bias, wb.bias])
+    with np.errstate(all="ignore"):  # as in LSTM.run: overflow and NaN are Keras's results too
+        seq, last, h, c = scan_pair(
+            stack([pf.x, pb.x]), None if pf.mask is None else stack([pf.mask, pb.mask]),
+            stack([pf.h0, pb.h0]), stack([pf.c0, pb.c0]), stack([wf.kernel, wb.kernel]),
+            stack([wf.recurrent_kernel, wb.recurrent_kernel]), bias, fw._phi, fw._sigma, pf.zofm,
+            keep_sequence=fw.return_sequences,
+        )
+    out_f = fw._finish(pf, None if seq is None else seq[0], last[0], h[0], c[0])
+    out_b = bw._finish(pb, None if seq is None else seq[1], last[1], h[1], c[1])
+    return out_f, out_b
 
 
 def _as_weight(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
@@ -395,6 +493,18 @@ class LSTM:
                 "call with training=False (inference, where dropout has no effect)"
             )
         w = self._require_weights()
+        prep = self._prepare(x, mask, initial_state, w)
+        # Overflow to inf and inf - inf = NaN happen exactly where Keras's do (exploding unbounded
+        # activations, Inf inputs); they are results, not warnings for the caller's -W error run.
+        with np.errstate(all="ignore"):
+            seq, last, h, c = scan(
+                prep.x, prep.mask, prep.h0, prep.c0, w, self._phi, self._sigma, prep.zofm,
+                keep_sequence=self.return_sequences, prev_out0=prep.prev0,
+            )
+        return self._finish(prep, seq, last, h, c)
+
+    def _prepare(self, x: Any, mask: Any, initial_state: Optional[Sequence[Any]], w: "_Weights") -> "_Prepared":
+        """Validated inputs in processing order, initial states and the quirk-adjusted masking rule."""
         xa = as_input(x, w.kernel.shape[0], self.dtype)
         B, T, _ = xa.shape
         if B * T * 4 * self.units > MAX_WORK_ELEMENTS:
@@ -425,18 +535,15 @@ class LSTM:
         prev0 = None
         if "masked_prefix_outputs_h0" in self.quirks and not self.unroll and not zofm:
             prev0 = h0
-        # Overflow to inf and inf - inf = NaN happen exactly where Keras's do (exploding unbounded
-        # activations, Inf inputs); they are results, not warnings for the caller's -W error run.
-        with np.errstate(all="ignore"):
-            seq, last, h, c = scan(
-                xp, mp, h0, c0, w, self._phi, self._sigma, zofm,
-                keep_sequence=self.return_sequences, prev_out0=prev0,
-            )
-        if d_quirk and seq is not None and m is not None:
-            seq = np.where(m[:, :, None], seq, np.zeros((), seq.dtype))
+        return _Prepared(xp, mp, m, h0, c0, zofm, prev0, d_quirk)
+
+    def _finish(self, prep: "_Prepared", seq: Optional[Array], last: Array, h: Array, c: Array
+                ) -> tuple[Optional[Array], Array, Array, Array]:
+        if prep.d_quirk and seq is not None and prep.mask_original is not None:
+            seq = np.where(prep.mask_original[:, :, None], seq, np.zeros((), seq.dtype))
         if self.stateful:
             if "stateful_state_not_stored" in self.quirks:  # torch + mixed policy: Keras never stores them
-                z = np.zeros((B, self.units), dtype=self.dtype)
+                z = np.zeros_like(h)
                 self._states = (z, z)
             else:
                 self._states = (h, c)
