@@ -14,11 +14,13 @@ keras) are optional: a failed import prints "not installed" and the peer is skip
 from __future__ import annotations
 
 import argparse
+import json
 import contextlib
 import io
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -204,7 +206,7 @@ def make_gemm_shapes(ws: list[np.ndarray], x: np.ndarray, n: int) -> Callable[[n
 # --- timing --------------------------------------------------------------------------------------
 
 def run_case(name: str, shape: tuple[int, int, int, int], repeat: int, peers: dict[str, Any],
-             peak: float) -> dict[str, Any]:
+             peak: float, only: Optional[set[str]] = None) -> dict[str, Any]:
     b, t, d, n = shape
     rng = np.random.default_rng(0)
     ws = make_weights(rng, d, n)
@@ -237,6 +239,9 @@ def run_case(name: str, shape: tuple[int, int, int, int], repeat: int, peers: di
         notes["keras_eager"] = notes["keras_compiled"] = "not installed"
     impls["gemm_shapes"] = make_gemm_shapes(ws, x, n)
 
+    if only is not None:  # --only: this process times these (and the float32 reference, the ratio base)
+        impls = {k: v for k, v in impls.items() if k in only or k == "ref32"}
+        notes = {k: v for k, v in notes.items() if k in only}
     # warm up once each; check the peers compute the same thing as the float32 reference
     want = impls["ref32"](x)
     for key, fn in list(impls.items()):
@@ -353,12 +358,50 @@ def throughput(repeat: int, peers: dict[str, Any]) -> None:
           f"(exit {rc}, 1 run, includes Keras model builds)")
 
 
+_FAMILIES = ("ref64,gemm_shapes", "torch", "onnxref,ort", "keras_eager,keras_compiled")
+
+
+def _isolated_case(name: str, repeat: int, peak: float) -> dict[str, Any]:
+    """One case, each peer family timed in a fresh process beside its own float32 reference run.
+
+    Every peer's time is rescaled to this process's reference time by its in-process ratio, so the
+    ratios printed are side-by-side ratios without cross-library thread contention."""
+    merged: dict[str, Any] = {"name": name, "shape": CASES[name], "ms": {}, "notes": {}}
+    refs = []
+    for family in _FAMILIES:
+        cmd = [sys.executable, __file__, "--cases", name, "--repeat", str(repeat), "--only", family, "--json"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            (res,) = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            for key in family.split(","):
+                merged["notes"][key] = f"worker failed: {(done.stderr or done.stdout)[-120:]}"
+            continue
+        ref = res["ms"]["ref32"]
+        refs.append(ref)
+        for key, value in res["ms"].items():
+            if key not in ("ref32", "gemm_floor"):
+                merged["ms"][key] = (key, value / ref)  # ratio to the reference measured beside it
+        merged["notes"].update(res["notes"])
+    base = statistics.median(refs) if refs else float("nan")
+    merged["ms"] = {k: r * base for k, (_, r) in merged["ms"].items()}
+    merged["ms"]["ref32"] = base
+    b, t, d, n = CASES[name]
+    merged["ms"]["gemm_floor"] = flops(b, t, d, n) / peak * 1e3
+    return merged
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=None, help="timed calls per implementation (default 7; 3 with --quick)")
     p.add_argument("--cases", default=None, help="comma-separated subset of " + ",".join(CASES))
     p.add_argument("--quick", action="store_true", help="--repeat 3 and no wide case")
     p.add_argument("--throughput", action="store_true", help="also time `fixtures verify` and `check -k bidi-concat`")
+    p.add_argument("--isolate", action="store_true",
+                   help="time each peer family in its own process, next to the float32 reference (thread pools of "
+                        "torch, onnxruntime and TensorFlow in one process slow each other down on few cores)")
+    p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # worker mode of --isolate
+    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     repeat = args.repeat or (3 if args.quick else 7)
     names = args.cases.split(",") if args.cases else [c for c in CASES if not (args.quick and c == "wide")]
@@ -376,9 +419,17 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"({peak / 1e9:.1f} GFLOP/s here); flops = 2*2*T*B*4n*(D+n)")
     print("GEMM same shapes = measured NumPy float32 (B*T,D)@(D,4n) + T x (B,n)@(n,4n), both directions, nothing else")
 
+    if args.only:  # worker: one peer family, results as JSON on the last line
+        only = set(args.only.split(","))
+        out = [run_case(name, CASES[name], repeat, peers, peak, only) for name in names]
+        print(json.dumps(out))
+        return 0
     results = []
     for name in names:
-        res = run_case(name, CASES[name], repeat, peers, peak)
+        if args.isolate:
+            res = _isolated_case(name, repeat, peak)
+        else:
+            res = run_case(name, CASES[name], repeat, peers, peak)
         print_case(res)
         results.append(res)
     summary(results)
