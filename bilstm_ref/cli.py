@@ -171,7 +171,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import ReportData, write_all
+    from .report import write_all
 
     if args.fixtures:
         from .harness import run_fixtures

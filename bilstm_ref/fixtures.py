@@ -36,7 +36,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -54,6 +54,7 @@ from .errors import (
 )
 from .loaders import limits
 from .loaders._io import SafeZip, open_local_file, parse_json, read_bounded
+from .runner import call_label, run_calls
 from .spec import LayerSpec, build, reference_factory
 
 __all__ = [
@@ -130,12 +131,6 @@ class FixtureResult:
 
 
 # --- encoding -----------------------------------------------------------------------------------
-def _label(calls: Sequence[Call], k: int, name: str) -> str:
-    if len(calls) == 1:
-        return name
-    return f"after_reset/{name}" if calls[k].reset_before else f"call{k + 1}/{name}"
-
-
 def _jsonable(value: Any) -> Any:
     """Config values as plain JSON (tuples to lists), refusing anything else."""
     if isinstance(value, dict):
@@ -631,17 +626,7 @@ def scan(directory: PathLike) -> DirectoryScan:
 
 # --- verifying ----------------------------------------------------------------------------------
 def _run(fixture: Fixture, impl: Any) -> list[dict[str, np.ndarray]]:
-    out = []
-    for call in fixture.calls:
-        if call.reset_before:
-            impl.reset_state()
-        init = None if call.initial_state is None else list(call.initial_state)
-        y = impl(call.x, mask=call.mask, initial_state=init)
-        ys = y if isinstance(y, (tuple, list)) else (y,)
-        if len(ys) != len(fixture.output_names):
-            raise AssertionError(f"returned {len(ys)} outputs, expected {fixture.output_names}")
-        out.append(dict(zip(fixture.output_names, (np.asarray(v) for v in ys), strict=True)))
-    return out
+    return run_calls(fixture.calls, fixture.output_names, impl)
 
 
 def _half_representable(policy: str, value: np.ndarray) -> bool:
@@ -661,7 +646,7 @@ def _compare(fixture: Fixture, actual: list[dict[str, np.ndarray]], tol: Toleran
     out = []
     for k, (call, got) in enumerate(zip(fixture.calls, actual, strict=True)):
         for name in fixture.output_names:
-            label = _label(fixture.calls, k, name)
+            label = call_label(fixture.calls, k, name)
             result = compare(label, call.expected[name], got[name], tol)
             policy = fixture.tolerance_policy
             if result.ok and policy in HALF_OUTPUT_POLICIES and not _half_representable(policy, got[name]):
@@ -759,7 +744,7 @@ def diff_fixtures(old: PathLike, new: PathLike, tol: Optional[Tolerance] = None)
             continue
         t = tol or fa.tolerance
         results = [
-            compare(_label(fa.calls, k, name), ca.expected[name], cb.expected[name], Tolerance(0.0, 0.0))
+            compare(call_label(fa.calls, k, name), ca.expected[name], cb.expected[name], Tolerance(0.0, 0.0))
             for k, (ca, cb) in enumerate(zip(fa.calls, fb.calls, strict=True)) for name in fa.output_names
         ]
         changed = [r for r in results if r.max_abs > 0 or r.nan_mismatch]

@@ -12,7 +12,6 @@ import dataclasses
 import multiprocessing
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -221,21 +220,16 @@ def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequenc
         except BilstmRefError as e:
             results.append(FixtureResult(fid, "integrity", [], str(path), f"{type(e).__name__}: {e}"))
             continue
-        tol = None
-        if options.tolerance is not None:
-            tol = options.tolerance
-        result = verify_fixture(fixture, factory=factory, dtype=options.dtype, tol=tol)
+        result = verify_fixture(fixture, factory=factory, dtype=options.dtype, tol=options.tolerance)
         results.append(apply_expected(result, fid, options))
     return results, found.warnings, time.perf_counter() - t0
 
 
 def selected(fid: str, patterns: Optional[Sequence[str]]) -> bool:
-    """``-k`` semantics: every plain pattern must be in the id, no ``~pattern`` may be."""
-    if not patterns:
-        return True
-    include = [p for p in patterns if not p.startswith("~")]
-    exclude = [p[1:] for p in patterns if p.startswith("~")]
-    return all(p in fid for p in include) and not any(p in fid for p in exclude)
+    """``-k`` semantics (as for matrix cases): every plain pattern in the id, no ``~pattern``."""
+    from .matrix import id_selected
+
+    return id_selected(fid, patterns)
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -306,4 +300,3 @@ def tolerance_from_args(atol: Optional[float], rtol: Optional[float], ulp: Optio
 
 __all__ += ["worker_init", "run_chunk", "record_chunk", "worker_versions", "apply_expected", "selected", "default_jobs",
             "tolerance_from_args"]
-_ = sys  # the module is imported by spawned workers by name

@@ -216,7 +216,8 @@ def scan_pair(
         c_new = np.add(fc, ig, out=fc)
         h_new = np.multiply(gates[..., 3 * n:], activation(c_new))
         if steps_mask is None:
-            h, c, out = h_new, c_new.copy(), h_new
+            h, out = h_new, h_new
+            c, fc = fc, c  # this step's c lives in fc's buffer; the old c's buffer takes the next f*c
         else:
             m = steps_mask[t]
             np.copyto(h, h_new, where=m)

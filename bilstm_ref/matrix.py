@@ -24,7 +24,7 @@ import functools
 import itertools
 import zlib
 from functools import cached_property
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -588,12 +588,13 @@ def cases() -> list[Case]:
     return list(_all_cases())
 
 
+def id_selected(case_id: str, patterns: Optional[Sequence[str]] = None) -> bool:
+    """Whether an id contains every ``-k``-style substring and none of the ``~pat`` ones."""
+    return all((p[1:] not in case_id) if p.startswith("~") else (p in case_id) for p in patterns or ())
+
+
 def select(all_cases: list[Case], patterns: list[str] | None = None) -> list[Case]:
     """Cases whose id contains every ``-k``-style substring (``~pat`` excludes)."""
     if not patterns:
         return all_cases
-
-    def keep(c: Case) -> bool:
-        return all((p[1:] not in c.id) if p.startswith("~") else (p in c.id) for p in patterns)
-
-    return [c for c in all_cases if keep(c)]
+    return [c for c in all_cases if id_selected(c.id, patterns)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from .compare import OutputResult, Tolerance, TolerancePolicy, compare, toleranc
 from .matrix import Case, deviations_for
 from .spec import LayerSpec, reference_factory
 
-__all__ = ["CaseResult", "run_impl", "judge", "output_label", "Factory"]
+__all__ = ["CaseResult", "run_impl", "run_calls", "judge", "output_label", "call_label", "Factory"]
 
 Factory = Callable[[LayerSpec], Any]
 Outputs = list[dict[str, np.ndarray]]
@@ -39,30 +39,40 @@ class CaseResult:
         return "\n".join(lines)
 
 
-def output_label(case: Case, call: int, name: str) -> str:
-    """``output`` for one-call cases; ``call1/output`` ... ``after_reset/output`` for stateful ones."""
-    if len(case.calls) == 1:
+def call_label(calls: Sequence[Any], call: int, name: str) -> str:
+    """``output`` for one-call runs; ``call1/output`` ... ``after_reset/output`` for stateful ones.
+
+    ``calls`` are anything with ``reset_before`` (matrix CallInputs, fixture Calls)."""
+    if len(calls) == 1:
         return name
-    if case.calls[call].reset_before:
+    if calls[call].reset_before:
         return f"after_reset/{name}"
     return f"call{call + 1}/{name}"
 
 
-def run_impl(case: Case, impl: Any) -> Outputs:
-    """Run every call of ``case`` on an implementation (``impl(x, mask=, initial_state=)``)."""
+def output_label(case: Case, call: int, name: str) -> str:
+    return call_label(case.calls, call, name)
+
+
+def run_calls(calls: Sequence[Any], output_names: Sequence[str], impl: Any, who: str = "") -> Outputs:
+    """Run a sequence of calls (``x``, ``mask``, ``initial_state``, ``reset_before``) on an
+    implementation (``impl(x, mask=, initial_state=)``), outputs by name."""
     results = []
-    for call in case.calls:
+    for call in calls:
         if call.reset_before:
             impl.reset_state()
         init = None if call.initial_state is None else list(call.initial_state)
         out = impl(call.x, mask=call.mask, initial_state=init)
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        if len(outs) != len(case.output_names):
-            raise AssertionError(
-                f"{case.id}: implementation returned {len(outs)} outputs, expected {case.output_names}"
-            )
-        results.append(dict(zip(case.output_names, (np.asarray(o) for o in outs), strict=True)))
+        if len(outs) != len(output_names):
+            raise AssertionError(f"{who}implementation returned {len(outs)} outputs, expected {tuple(output_names)}")
+        results.append(dict(zip(output_names, (np.asarray(o) for o in outs), strict=True)))
     return results
+
+
+def run_impl(case: Case, impl: Any) -> Outputs:
+    """Run every call of ``case`` on an implementation (``impl(x, mask=, initial_state=)``)."""
+    return run_calls(case.calls, case.output_names, impl, f"{case.id}: ")
 
 
 def _compare_all(case: Case, expected: Outputs, actual: Outputs, tol: Tolerance) -> list[OutputResult]:

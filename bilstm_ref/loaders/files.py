@@ -124,13 +124,8 @@ def _read_config_file(config: PathLike) -> tuple[dict[str, Any], Optional[str], 
         head = read_head(f)
         kind = _kind(config, head)
         if kind == "zip":
-            z = SafeZip(f, str(name))
-            model = parse_json(z.read("config.json", limits.MAX_JSON_BYTES), f"{name!r} member 'config.json'")
-            version = None
-            if z.has("metadata.json"):
-                meta = parse_json(z.read("metadata.json", limits.MAX_JSON_BYTES), f"{name!r} member 'metadata.json'")
-                version = _version_of(meta)
-            return _model_dict(model, str(name)), version, f"config.json of {name!r}"
+            model, version = _archive_config(SafeZip(f, name), name)
+            return model, version, f"config.json of {name!r}"
         if kind == "hdf5":
             with open_hdf5(f, str(name)) as h5:
                 text = read_attr(h5, "model_config", str(name))
@@ -141,6 +136,16 @@ def _read_config_file(config: PathLike) -> tuple[dict[str, Any], Optional[str], 
         data = read_bounded(f, limits.MAX_JSON_BYTES, repr(str(name)))
         model = parse_json(data, repr(str(name)))
         return _model_dict(model, str(name)), _version_of(model), repr(str(name))
+
+
+def _archive_config(z: SafeZip, name: str) -> tuple[dict[str, Any], Optional[str]]:
+    """A ``.keras`` archive's serialized model (``config.json``) and Keras version (``metadata.json``)."""
+    model = parse_json(z.read("config.json", limits.MAX_JSON_BYTES), f"{name!r} member 'config.json'")
+    version = None
+    if z.has("metadata.json"):
+        meta = parse_json(z.read("metadata.json", limits.MAX_JSON_BYTES), f"{name!r} member 'metadata.json'")
+        version = _version_of(meta)
+    return _model_dict(model, name), version
 
 
 def _model_dict(model: Any, name: str) -> dict[str, Any]:
@@ -161,11 +166,7 @@ def _open(path: PathLike, config: Optional[PathLike]) -> Iterator[_Source]:
             )
         if kind == "zip":
             z = SafeZip(f, name)
-            model = parse_json(z.read("config.json", limits.MAX_JSON_BYTES), f"{name!r} member 'config.json'")
-            version = None
-            if z.has("metadata.json"):
-                meta = parse_json(z.read("metadata.json", limits.MAX_JSON_BYTES), f"{name!r} member 'metadata.json'")
-                version = _version_of(meta)
+            model, version = _archive_config(z, name)
             weights = z.read("model.weights.h5", limits.MAX_MEMBER_BYTES)
             buf = io.BytesIO(weights)
             del weights
@@ -173,7 +174,7 @@ def _open(path: PathLike, config: Optional[PathLike]) -> Iterator[_Source]:
             with open_hdf5(buf, wname) as h5:
                 if config is not None:
                     raise UnsupportedModelError(f"{name!r}: a .keras archive holds its own config; config= is not used")
-                yield _Source(wname, ".keras", _model_dict(model, name), h5, "keras3", h5, version, None,
+                yield _Source(wname, ".keras", model, h5, "keras3", h5, version, None,
                               config_source=f"{name}!config.json")
             return
         with open_hdf5(f, name) as h5:

@@ -263,9 +263,9 @@ def _lstm(entry: Any, where: str, file_name: str) -> tuple[dict[str, Any], bool]
 def _input_dim(entry: dict[str, Any]) -> Optional[int]:
     for holder in (entry.get("build_config"), entry.get("config")):
         if isinstance(holder, dict):
-            shape = holder.get("input_shape") or holder.get("batch_input_shape")
-            if isinstance(shape, list) and shape and isinstance(shape[-1], int) and not isinstance(shape[-1], bool):
-                return shape[-1]
+            dim = _last_dim(holder.get("input_shape") or holder.get("batch_input_shape"))
+            if dim is not None:
+                return dim
     return None
 
 
