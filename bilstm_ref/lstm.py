@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -48,8 +49,9 @@ __all__ = ["LSTM", "QUIRKS", "MAX_WORK_ELEMENTS"]
 Array = np.ndarray
 Output = Union[Array, tuple[Array, ...]]
 
-#: Largest ``B * T * 4 * units`` one call may allocate for the input projection
-#: (ResourceLimitError beyond it; tests shrink it).
+#: Largest ``B * T * (features + 5 * units)`` elements one direction's call may allocate in the
+#: compute dtype: the input cast (D), the input projections (4n) and the sequence (n), all linear in
+#: B * T. Beyond it, ResourceLimitError before anything is allocated (2**28: 2 GiB in float64).
 MAX_WORK_ELEMENTS = 2**28
 
 #: Backend-compatibility switches reproducing Keras bugs deliberately (spec §4.5), off by default:
@@ -166,94 +168,165 @@ def scan(
     return (None if seq is None else seq.transpose(1, 0, 2)), out, h, c
 
 
-def scan_pair(
-    x: Array,
-    mask: Optional[Array],
+def scan_stack_spec(
+    xs: Sequence[Array],
+    masks: Optional[Sequence[Array]],
     h0: Array,
     c0: Array,
-    kernel: Array,
-    recurrent_kernel: Array,
-    bias: Optional[Array],
+    weights: Sequence[_Weights],
     activation: _act.Activation,
     recurrent_activation: _act.Activation,
     zero_output_for_mask: bool,
     keep_sequence: bool,
+    prev_out0: Optional[Array] = None,
 ) -> tuple[Optional[Array], Array, Array, Array]:
-    """:func:`scan` for two directions at once (a Bidirectional's): the same arithmetic per
-    direction, stacked on a leading axis of 2, so each step makes one batched GEMM and one set of
-    elementwise calls instead of two (the long-sequence cost is per-step call overhead).
+    """:func:`scan_stack`'s contract computed by :func:`scan`, one direction after the other.
+
+    The readable specification that the fast path is proven bit-identical to across the matrix
+    (tests/test_fast_path.py); also a way to debug the fast path (monkeypatch ``scan_stack``)."""
+    runs = [
+        scan(x, None if masks is None else masks[k], h0[k], c0[k], w, activation, recurrent_activation,
+             zero_output_for_mask, keep_sequence, None if prev_out0 is None else prev_out0[k])
+        for k, (x, w) in enumerate(zip(xs, weights, strict=True))
+    ]
+    seqs, lasts, hs, cs = zip(*runs)
+    return (np.stack(seqs) if keep_sequence else None), np.stack(lasts), np.stack(hs), np.stack(cs)
+
+
+def scan_stack(
+    xs: Sequence[Array],
+    masks: Optional[Sequence[Array]],
+    h0: Array,
+    c0: Array,
+    weights: Sequence[_Weights],
+    activation: _act.Activation,
+    recurrent_activation: _act.Activation,
+    zero_output_for_mask: bool,
+    keep_sequence: bool,
+    prev_out0: Optional[Array] = None,
+) -> tuple[Optional[Array], Array, Array, Array]:
+    """The fast path: :func:`scan` for K directions with the same cell (a Bidirectional's two, or
+    one LSTM), stepped together, with the same arithmetic in the same order (bit-identical results).
 
     Args:
-        x: ``(2, B, T, D)``, each direction in its processing order; mask ``(2, B, T)`` or None;
-        h0, c0: ``(2, B, n)``; kernel ``(2, D, 4n)``; recurrent_kernel ``(2, n, 4n)``; bias ``(2, 4n)``.
+        xs: K inputs ``(B, T, D)``, each in its direction's processing order, compute dtype.
+        masks: K ``(B, T)`` bool masks in processing order, or None.
+        h0, c0: ``(K, B, n)`` initial states.
+        weights: K directions' weights.
+        prev_out0: ``(K, B, n)`` output carried over leading masked steps (zeros when None).
     Returns:
-        ``(seq (2, B, T, n) or None, last (2, B, n), h (2, B, n), c (2, B, n))``.
+        ``(seq (K, B, T, n) or None, last (K, B, n), h (K, B, n), c (K, B, n))``: fresh arrays.
+
+    The long-sequence cost is per-step call overhead, so per step there is one small GEMM and one
+    add per direction, and each elementwise operation is one call over all K directions, written
+    into preallocated buffers. The step-t input projections of all steps come from one GEMM per
+    direction made before the loop (row order t*B + b, as in :func:`scan`).
     """
-    _, B, T, D = x.shape
+    K = len(xs)
+    B, T, D = xs[0].shape
     n = h0.shape[2]
-    xw = np.matmul(x.transpose(0, 2, 1, 3).reshape(2, T * B, D), kernel).reshape(2, T, B, 4 * n)
-    if bias is not None:
-        xw += bias[:, None, None, :]
-    xw = np.ascontiguousarray(xw.transpose(1, 0, 2, 3))  # (T, 2, B, 4n): one contiguous slab per step
-    steps_mask = None if mask is None else np.ascontiguousarray(mask.transpose(2, 0, 1))[..., None]  # (T, 2, B, 1)
-    # Per step, the arithmetic of scan() in the same order (bit-identical results), with fewer
-    # calls: the recurrent activation runs once over all four gate blocks (the c block's result is
-    # unused), products land in preallocated buffers, and masked updates are in-place copies.
+    dt = h0.dtype
+    xw = np.empty((K, T, B, 4 * n), dtype=dt)  # per direction one GEMM, written in place
+    for k, (x, w) in enumerate(zip(xs, weights, strict=True)):
+        np.matmul(x.transpose(1, 0, 2).reshape(T * B, D), w.kernel, out=xw[k].reshape(T * B, 4 * n))
+        if w.bias is not None:
+            xw[k] += w.bias
+    Us = [w.recurrent_kernel for w in weights]
     h, c = h0.copy(), c0.copy()
-    out = np.zeros_like(h0)
-    seq = np.empty((T, 2, B, n), dtype=h0.dtype) if keep_sequence else None
-    z = np.empty((2, B, 4 * n), dtype=h0.dtype)
-    fc = np.empty_like(h0)
-    ig = np.empty_like(h0)
-    not_mask = None if steps_mask is None else ~steps_mask
-    for t in range(T):
-        np.matmul(h, recurrent_kernel, out=z)
-        z += xw[t]
-        gates = recurrent_activation(z)
-        g = activation(z[..., 2 * n:3 * n])
-        np.multiply(gates[..., n:2 * n], c, out=fc)
-        np.multiply(gates[..., :n], g, out=ig)
-        c_new = np.add(fc, ig, out=fc)
-        h_new = np.multiply(gates[..., 3 * n:], activation(c_new))
-        if steps_mask is None:
-            h, out = h_new, h_new
-            c, fc = fc, c  # this step's c lives in fc's buffer; the old c's buffer takes the next f*c
+    seq = np.empty((T, K, B, n), dtype=dt) if keep_sequence else None
+    z = np.empty((K, B, 4 * n), dtype=dt)
+    zs = list(z)  # per-direction (B, 4n) rows of z, for np.dot's contiguous out=
+    zi, zf, zg, zo = z[..., :n], z[..., n:2 * n], z[..., 2 * n:3 * n], z[..., 3 * n:]
+    fc, ig, tc = np.empty_like(h), np.empty_like(h), np.empty_like(h)
+    # A tanh cell with sigmoid gates (the defaults): sigmoid(z) = 0.5 * tanh(0.5 * z) + 0.5 exactly
+    # as activations.sigmoid computes it, so one tanh covers all four gate blocks; the g block is
+    # scaled by 1 and shifted by -0.0, which leave every value (signed zeros included) unchanged.
+    # Full-shape scale/shift arrays: broadcasting a (4n,) row costs more per call than it saves.
+    fused = activation is _act.tanh and recurrent_activation is _act.sigmoid
+    if fused:
+        g_block = np.arange(4 * n) // n == 2
+        scale = np.broadcast_to(np.where(g_block, 1.0, 0.5).astype(dt), z.shape).copy()
+        shift = np.broadcast_to(np.where(g_block, -0.0, 0.5).astype(dt), z.shape).copy()
+    dot, add, mul, tanh = np.dot, np.add, np.multiply, np.tanh
+
+    h_rows = list(h)  # per-direction (B, n) rows of h, np.dot's inputs
+
+    def cell(xw_t: Sequence[Array], c_out: Array, h_out: Array) -> None:
+        """One step of every direction from (h, c): the new c into c_out, h into h_out."""
+        for hk, Uk, zk, xk in zip(h_rows, Us, zs, xw_t):
+            dot(hk, Uk, zk)  # h @ U: np.dot is the same GEMM as matmul, with less call overhead
+            add(zk, xk, zk)  # + x_t @ W + b
+        if fused:
+            mul(z, scale, z)
+            tanh(z, z)
+            mul(z, scale, z)
+            add(z, shift, z)
+            i, f, g, o = zi, zf, zg, zo
         else:
-            m = steps_mask[t]
+            gates = recurrent_activation(z)  # elementwise: the g block's result is not used
+            i, f, o = gates[..., :n], gates[..., n:2 * n], gates[..., 3 * n:]
+            g = activation(zg)
+        mul(f, c, fc)
+        mul(i, g, ig)
+        add(fc, ig, c_out)
+        mul(o, tanh(c_out, tc) if fused else activation(c_out), h_out)
+
+    steps = zip(*[xw[k] for k in range(K)])  # per step t: the K directions' (B, 4n) projections
+    seq_steps = seq if seq is not None else itertools.repeat(None)
+    if masks is None:
+        for xw_t, seq_t in zip(steps, seq_steps):
+            cell(xw_t, c, h)
+            if seq_t is not None:
+                np.copyto(seq_t, h)
+        return (None if seq is None else seq.transpose(1, 2, 0, 3)), h.copy(), h, c
+
+    valid = np.stack([m.T for m in masks], axis=1)[..., None]  # (T, K, B, 1)
+    every = valid.all(axis=(1, 2, 3)).tolist()
+    none = (~valid.any(axis=(1, 2, 3))).tolist()
+    out = np.zeros_like(h) if prev_out0 is None else prev_out0.copy()
+    h_new, c_new = np.empty_like(h), np.empty_like(h)
+    for t, (xw_t, seq_t) in enumerate(zip(steps, seq_steps)):
+        if every[t]:  # every row valid: the unmasked update
+            cell(xw_t, c, h)
+            np.copyto(out, h)
+        elif none[t]:  # no row valid: states frozen, and nothing computed that a select would keep
+            if zero_output_for_mask:
+                out.fill(0)
+        else:
+            m = valid[t]
+            cell(xw_t, c_new, h_new)
             np.copyto(h, h_new, where=m)
             np.copyto(c, c_new, where=m)
             np.copyto(out, h_new, where=m)
             if zero_output_for_mask:
-                np.copyto(out, 0, where=not_mask[t])
-        if seq is not None:
-            seq[t] = out
+                np.copyto(out, 0, where=~m)
+        if seq_t is not None:
+            np.copyto(seq_t, out)
     return (None if seq is None else seq.transpose(1, 2, 0, 3)), out, h, c
 
 
 def run_pair(fw: "LSTM", bw: "LSTM", x: Any, mask: Any, fw_state: Any, bw_state: Any, training: Optional[bool]
              ) -> tuple[tuple[Optional[Array], Array, Array, Array], tuple[Optional[Array], Array, Array, Array]]:
-    """Both directions of a Bidirectional: stepped together by :func:`scan_pair` when they compute
+    """Both directions of a Bidirectional: stepped together by :func:`scan_stack` when they compute
     with the same cell (units, activations, bias, dtype, masking rule), else one after the other."""
     wf, wb = fw._require_weights(), bw._require_weights()
     same_cell = (
         fw.units == bw.units and fw.dtype == bw.dtype and fw.semantics == bw.semantics
         and fw.activation == bw.activation and fw.recurrent_activation == bw.recurrent_activation
-        and (wf.bias is None) == (wb.bias is None) and fw.return_sequences == bw.return_sequences
+        and fw.return_sequences == bw.return_sequences
         and not (training and (fw.dropout or fw.recurrent_dropout or bw.dropout or bw.recurrent_dropout))
     )
     if same_cell:
         pf, pb = fw._prepare(x, mask, fw_state, wf), bw._prepare(x, mask, bw_state, wb)
-        same_cell = pf.zofm == pb.zofm and pf.prev0 is None and pb.prev0 is None and (pf.mask is None) == (pb.mask is None)
+        same_cell = pf.zofm == pb.zofm and (pf.prev0 is None) == (pb.prev0 is None) and (pf.mask is None) == (pb.mask is None)
     if not same_cell:
         return fw.run(x, mask, fw_state, training), bw.run(x, mask, bw_state, training)
-    stack = np.stack
-    bias = None if wf.bias is None else stack([wf.bias, wb.bias])
     with np.errstate(all="ignore"):  # as in LSTM.run: overflow and NaN are Keras's results too
-        seq, last, h, c = scan_pair(
-            stack([pf.x, pb.x]), None if pf.mask is None else stack([pf.mask, pb.mask]),
-            stack([pf.h0, pb.h0]), stack([pf.c0, pb.c0]), stack([wf.kernel, wb.kernel]),
-            stack([wf.recurrent_kernel, wb.recurrent_kernel]), bias, fw._phi, fw._sigma, pf.zofm,
+        seq, last, h, c = scan_stack(
+            [pf.x, pb.x], None if pf.mask is None else [pf.mask, pb.mask],
+            np.stack([pf.h0, pb.h0]), np.stack([pf.c0, pb.c0]), [wf, wb], fw._phi, fw._sigma, pf.zofm,
             keep_sequence=fw.return_sequences,
+            prev_out0=None if pf.prev0 is None else np.stack([pf.prev0, pb.prev0]),
         )
     out_f = fw._finish(pf, None if seq is None else seq[0], last[0], h[0], c[0])
     out_b = bw._finish(pb, None if seq is None else seq[1], last[1], h[1], c[1])
@@ -507,21 +580,26 @@ class LSTM:
         # Overflow to inf and inf - inf = NaN happen exactly where Keras's do (exploding unbounded
         # activations, Inf inputs); they are results, not warnings for the caller's -W error run.
         with np.errstate(all="ignore"):
-            seq, last, h, c = scan(
-                prep.x, prep.mask, prep.h0, prep.c0, w, self._phi, self._sigma, prep.zofm,
-                keep_sequence=self.return_sequences, prev_out0=prep.prev0,
+            seq, last, h, c = scan_stack(
+                [prep.x], None if prep.mask is None else [prep.mask], prep.h0[None], prep.c0[None], [w],
+                self._phi, self._sigma, prep.zofm, keep_sequence=self.return_sequences,
+                prev_out0=None if prep.prev0 is None else prep.prev0[None],
             )
-        return self._finish(prep, seq, last, h, c)
+        return self._finish(prep, None if seq is None else seq[0], last[0], h[0], c[0])
 
     def _prepare(self, x: Any, mask: Any, initial_state: Optional[Sequence[Any]], w: "_Weights") -> "_Prepared":
         """Validated inputs in processing order, initial states and the quirk-adjusted masking rule."""
-        xa = as_input(x, w.kernel.shape[0], self.dtype)
+        arr = np.asarray(x)
+        if arr.ndim == 3:  # before as_input casts (a copy as large as the input)
+            B, T, D = arr.shape
+            if B * T * (D + 5 * self.units) > MAX_WORK_ELEMENTS:
+                raise ResourceLimitError(
+                    f"{self.name}: one call needs B*T*(features+5*units) = {B}*{T}*({D}+5*{self.units}) "
+                    f"elements (input copy, projections, sequence), over the limit "
+                    f"MAX_WORK_ELEMENTS={MAX_WORK_ELEMENTS}"
+                )
+        xa = as_input(arr, w.kernel.shape[0], self.dtype)
         B, T, _ = xa.shape
-        if B * T * 4 * self.units > MAX_WORK_ELEMENTS:
-            raise ResourceLimitError(
-                f"{self.name}: input projection of B*T*4*units = {B}*{T}*4*{self.units} elements "
-                f"exceeds the limit MAX_WORK_ELEMENTS={MAX_WORK_ELEMENTS}"
-            )
         m = as_mask(mask, B, T)
         if initial_state is not None:
             h0, c0 = self._initial_state(initial_state, B)

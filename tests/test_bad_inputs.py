@@ -275,11 +275,12 @@ def test_e12_work_over_the_limit_raises_resource_limit_before_computing(monkeypa
     def must_not_run(*args, **kwargs):
         raise AssertionError("the recurrence ran although the request is over the limit")
 
-    monkeypatch.setattr(bilstm_ref.lstm, "scan", must_not_run)
+    monkeypatch.setattr(bilstm_ref.lstm, "scan_stack", must_not_run)
     lay = LSTM(N)
     lay.set_weights(_weights(rng))
-    # B*T*4*units = 2*4*4*4 = 128 > 100
-    msg = re.escape(f"B*T*4*units = 2*4*4*{N} elements exceeds the limit MAX_WORK_ELEMENTS=100")
+    # B*T*(D+5*units) = 2*4*(D+5*N) > 100
+    msg = re.escape(f"B*T*(features+5*units) = 2*4*({D}+5*{N}) elements (input copy, projections, "
+                    "sequence), over the limit MAX_WORK_ELEMENTS=100")
     with pytest.raises(ResourceLimitError, match=msg):
         lay(np.zeros((2, 4, D)))
 
@@ -288,12 +289,12 @@ def test_e12_bidirectional_over_the_limit_raises_resource_limit(monkeypatch, rng
     monkeypatch.setattr(bilstm_ref.lstm, "MAX_WORK_ELEMENTS", 100)
     lay = Bidirectional(LSTM(N))
     lay.set_weights(_weights(rng) + _weights(rng))
-    with pytest.raises(ResourceLimitError, match="exceeds the limit MAX_WORK_ELEMENTS=100"):
+    with pytest.raises(ResourceLimitError, match="over the limit MAX_WORK_ELEMENTS=100"):
         lay(np.zeros((2, 4, D)))
 
 
 def test_e12_work_exactly_at_the_limit_runs(monkeypatch, rng):
-    monkeypatch.setattr(bilstm_ref.lstm, "MAX_WORK_ELEMENTS", 2 * 4 * 4 * N)
+    monkeypatch.setattr(bilstm_ref.lstm, "MAX_WORK_ELEMENTS", 2 * 4 * (D + 5 * N))
     lay = LSTM(N)
     lay.set_weights(_weights(rng))
     assert lay(np.zeros((2, 4, D))).shape == (2, N)
@@ -305,7 +306,7 @@ def test_e12_limit_applies_to_huge_shapes_without_allocating_the_input(monkeypat
     lay = LSTM(N)
     lay.set_weights(_weights(rng))
     x = np.broadcast_to(np.zeros((1, 1, D)), (10**4, 10**3, D))
-    with pytest.raises(ResourceLimitError, match=r"exceeds the limit MAX_WORK_ELEMENTS=1000000"):
+    with pytest.raises(ResourceLimitError, match=r"over the limit MAX_WORK_ELEMENTS=1000000"):
         lay(x)
 
 
