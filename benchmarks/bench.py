@@ -5,20 +5,24 @@ Not part of the test suite. Run from the repository root:
 
     python benchmarks/bench.py [--repeat N] [--cases medium,long,tinybatch,wide] [--quick] [--throughput]
 
-Every implementation of a case gets the same float32 weights and input; timings are interleaved
-round-robin (repeat 1: every implementation once, repeat 2: again, ...) so that machine noise hits
-all of them alike, and the median of --repeat calls is reported. Peers (torch, onnx, onnxruntime,
-keras) are optional: a failed import prints "not installed" and the peer is skipped.
+Each peer family (torch; onnx.reference + onnxruntime; Keras on TensorFlow, eager and compiled;
+Keras on its numpy backend) runs in a fresh process of its own, next to a float32 reference run in
+that same process, timed in alternating back-to-back blocks with it; the reference family (float32, float64, the GEMMs)
+runs in one more. Ratios are taken inside each process, so thread pools of different libraries
+never compete and machine noise hits both sides of a ratio alike. Peers are optional: a family
+whose import fails prints "not installed" and the rest still runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import contextlib
+import importlib.metadata
 import io
+import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -29,7 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-u
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import bilstm_ref as br  # noqa: E402
 
 CASES = {  # name: (batch, T, features, units)
@@ -39,37 +44,63 @@ CASES = {  # name: (batch, T, features, units)
     "wide": (64, 200, 256, 256),
 }
 TOL = 1e-4
-KERAS_SLOW_S = 5.0
+SLOW_S = 1.0  # a peer whose warm-up call takes longer is timed min(--repeat, 3) times
+ROUNDS = 2  # each implementation is timed in back-to-back blocks, alternating with the reference
+SETTLE_S = 0.5  # before each block: OpenBLAS's idle worker threads spin ~0.1 s after a threaded GEMM
+# and would take a core from the next block (torch's long case measured 2x slower right after one)
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+               "TF_NUM_INTEROP_THREADS")
+THREADS: Optional[int] = None  # --threads: the same count for every library; None = their defaults
+KERAS_SLOW_S = 5.0  # ... and Keras is not timed at all on "wide" beyond this
 
 # column key -> label; "ref32" is the baseline every ratio is taken against
 COLUMNS = [
     ("ref32", "reference f32"),
     ("ref64", "reference f64"),
+    ("ref32_core", "reference f32, OPENBLAS_CORETYPE"),
     ("torch", "torch"),
     ("onnxref", "onnx.reference"),
     ("ort", "onnxruntime"),
     ("keras_eager", "Keras eager"),
     ("keras_compiled", "Keras compiled"),
+    ("keras_numpy", "Keras numpy backend"),
     ("gemm_shapes", "GEMM same shapes"),
     ("gemm_floor", "GEMM floor (peak)"),
 ]
 
+# family -> (the columns it times next to its own ref32, environment of its process)
+FAMILIES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "ref": (("ref64", "gemm_shapes"), {}),
+    "torch": (("torch",), {}),
+    "onnx": (("onnxref", "ort"), {}),
+    "keras": (("keras_eager", "keras_compiled"), {"KERAS_BACKEND": "tensorflow"}),
+    "keras_numpy": (("keras_numpy",), {"KERAS_BACKEND": "numpy"}),
+}
+
 
 # --- optional peers ------------------------------------------------------------------------------
 
-def _try_import(name: str) -> Optional[Any]:
-    try:
-        return __import__(name, fromlist=["_"])
-    except Exception:  # ImportError, or a broken install raising something else
-        return None
-
-
 def versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (importing them all here would start their
+    thread pools in this process)."""
     out = {"python": platform.python_version(), "numpy": np.__version__, "bilstm_ref": br.__version__}
-    for name in ("torch", "onnx", "onnxruntime", "tensorflow", "keras"):
-        mod = _try_import(name)
-        out[name] = getattr(mod, "__version__", "?") if mod is not None else "not installed"
+    for name in ("torch", "onnx", "onnxruntime", "tensorflow", "keras", "jax"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
     return out
+
+
+def blas_info() -> str:
+    """NumPy's BLAS as loaded: library, the kernel set chosen for this CPU, threads (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS: (pip install threadpoolctl to show which kernels NumPy's BLAS runs)"
+    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return "; ".join(f"BLAS: {i.get('internal_api')} {i.get('version')}, kernels {i.get('architecture')}, "
+                     f"{i.get('num_threads')} threads" for i in infos) or "BLAS: not reported"
 
 
 # --- weights and peers' weight layouts ------------------------------------------------------------
@@ -91,7 +122,7 @@ def make_reference(ws: list[np.ndarray], n: int, dtype: Optional[str]) -> Callab
 
 
 def make_torch(torch: Any, ws: list[np.ndarray], d: int, n: int) -> Callable[[np.ndarray], np.ndarray]:
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(THREADS or os.cpu_count() or 1)
     m = torch.nn.LSTM(d, n, batch_first=True, bidirectional=True)
     with torch.no_grad():
         for suffix, (k, r, b) in (("", ws[0:3]), ("_reverse", ws[3:6])):
@@ -149,6 +180,8 @@ def make_ort(ort: Any, model: Any) -> Callable[[np.ndarray], np.ndarray]:
     # Default thread count, but no busy-spinning after a run: on a small machine the spinning pool
     # would steal the cores from whichever implementation is timed next in the round-robin.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if THREADS:
+        so.intra_op_num_threads = THREADS
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return lambda x: _from_onnx_y(sess.run(None, {"X": np.ascontiguousarray(x.transpose(1, 0, 2))})[0])
 
@@ -164,6 +197,18 @@ def make_keras(ws: list[np.ndarray], x: np.ndarray, n: int) -> tuple[Callable, C
     eager = lambda a: np.asarray(layer(a))  # noqa: E731
     comp = lambda a: compiled(tf.convert_to_tensor(a)).numpy()  # noqa: E731
     return eager, comp
+
+
+def make_keras_numpy(ws: list[np.ndarray], x: np.ndarray, n: int) -> Callable:
+    """Keras on its numpy backend (KERAS_BACKEND=numpy in this process; it needs jax and scipy too)."""
+    import keras
+
+    if keras.backend.backend() != "numpy":
+        raise RuntimeError(f"Keras runs on {keras.backend.backend()!r} here, not numpy")
+    layer = keras.layers.Bidirectional(keras.layers.LSTM(n, return_sequences=True))
+    layer.build(x.shape)
+    layer.set_weights(ws)
+    return lambda a: np.asarray(layer(a))
 
 
 # --- GEMM floor ----------------------------------------------------------------------------------
@@ -203,45 +248,53 @@ def make_gemm_shapes(ws: list[np.ndarray], x: np.ndarray, n: int) -> Callable[[n
     return run
 
 
-# --- timing --------------------------------------------------------------------------------------
+# --- timing (in a worker process: one family next to the float32 reference) ---------------------
 
-def run_case(name: str, shape: tuple[int, int, int, int], repeat: int, peers: dict[str, Any],
-             peak: float, only: Optional[set[str]] = None) -> dict[str, Any]:
-    b, t, d, n = shape
+def _build(family: str, key: str, ws: list[np.ndarray], x: np.ndarray, n: int, cache: dict[str, Any]) -> Callable:
+    """The implementation behind column ``key`` (ImportError/RuntimeError when its peer is missing)."""
+    d = x.shape[2]
+    if key == "ref64":
+        return make_reference(ws, n, None)
+    if key == "gemm_shapes":
+        return make_gemm_shapes(ws, x, n)
+    if key == "torch":
+        import torch
+        return make_torch(torch, ws, d, n)
+    if key in ("onnxref", "ort"):
+        import onnx
+        model = onnx_model(onnx, ws, d, n)
+        if key == "onnxref":
+            return make_onnx_reference(onnx, model)
+        import onnxruntime
+        return make_ort(onnxruntime, model)
+    if key in ("keras_eager", "keras_compiled"):
+        if "keras" not in cache:
+            cache["keras"] = make_keras(ws, x, n)
+        eager, compiled = cache.pop("keras") if key == "keras_compiled" else cache["keras"]
+        return eager if key == "keras_eager" else compiled
+    if key == "keras_numpy":
+        return make_keras_numpy(ws, x, n)
+    raise KeyError(key)
+
+
+def run_case(name: str, repeat: int, family: str, peak: float) -> dict[str, Any]:
+    b, t, d, n = CASES[name]
     rng = np.random.default_rng(0)
     ws = make_weights(rng, d, n)
     x = rng.standard_normal((b, t, d)).astype(np.float32)
 
-    impls: dict[str, Callable] = {}
+    impls: dict[str, Callable] = {"ref32": make_reference(ws, n, "float32")}
     notes: dict[str, str] = {}
-    impls["ref32"] = make_reference(ws, n, "float32")
-    impls["ref64"] = make_reference(ws, n, None)
-    if peers.get("torch") is not None:
-        impls["torch"] = make_torch(peers["torch"], ws, d, n)
-    else:
-        notes["torch"] = "not installed"
-    if peers.get("onnx") is not None:
-        model = onnx_model(peers["onnx"], ws, d, n)
-        impls["onnxref"] = make_onnx_reference(peers["onnx"], model)
-        if peers.get("onnxruntime") is not None:
-            impls["ort"] = make_ort(peers["onnxruntime"], model)
-        else:
-            notes["ort"] = "not installed"
-    else:
-        notes["onnxref"] = "not installed"
-        notes["ort"] = "not installed" if peers.get("onnxruntime") is None else "needs onnx to build the graph"
-    if peers.get("keras"):
+    reps: dict[str, int] = {}
+    cache: dict[str, Any] = {}
+    keys = () if family == "ref_core" else FAMILIES[family][0]
+    for key in keys:
         try:
-            impls["keras_eager"], impls["keras_compiled"] = make_keras(ws, x, n)
-        except Exception as exc:  # noqa: BLE001
-            notes["keras_eager"] = notes["keras_compiled"] = f"failed: {type(exc).__name__}: {exc}"[:80]
-    else:
-        notes["keras_eager"] = notes["keras_compiled"] = "not installed"
-    impls["gemm_shapes"] = make_gemm_shapes(ws, x, n)
-
-    if only is not None:  # --only: this process times these (and the float32 reference, the ratio base)
-        impls = {k: v for k, v in impls.items() if k in only or k == "ref32"}
-        notes = {k: v for k, v in notes.items() if k in only}
+            impls[key] = _build(family, key, ws, x, n, cache)
+        except ImportError as exc:
+            notes[key] = f"not installed ({exc.name or exc})"
+        except Exception as exc:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
+            notes[key] = f"failed: {type(exc).__name__}: {exc}"[:100]
     # warm up once each; check the peers compute the same thing as the float32 reference
     want = impls["ref32"](x)
     for key, fn in list(impls.items()):
@@ -251,7 +304,7 @@ def run_case(name: str, shape: tuple[int, int, int, int], repeat: int, peers: di
         try:
             got = fn(x)
         except Exception as exc:  # noqa: BLE001
-            notes[key] = f"failed: {type(exc).__name__}: {exc}"[:80]
+            notes[key] = f"failed: {type(exc).__name__}: {exc}"[:100]
             del impls[key]
             continue
         took = time.perf_counter() - t0
@@ -259,6 +312,8 @@ def run_case(name: str, shape: tuple[int, int, int, int], repeat: int, peers: di
             notes[key] = f"skipped: slow ({took:.1f} s per call)"
             del impls[key]
             continue
+        if took > SLOW_S:
+            reps[key] = min(repeat, 3)
         if key == "keras_compiled":
             impls[key](x)  # a second warm-up: the first call traced the function
         if got is not None:
@@ -270,62 +325,168 @@ def run_case(name: str, shape: tuple[int, int, int, int], repeat: int, peers: di
                 continue
 
     times: dict[str, list[float]] = {k: [] for k in impls}
-    for _ in range(repeat):
-        for key, fn in impls.items():  # round-robin
-            t0 = time.perf_counter()
-            fn(x)
-            times[key].append(time.perf_counter() - t0)
+    for rnd in range(ROUNDS):  # blocks A B A B: noise spreads over both sides of every ratio
+        for key, fn in impls.items():
+            k = reps.get(key, repeat)
+            count = k // ROUNDS + (rnd < k % ROUNDS)
+            if not count:
+                continue
+            time.sleep(SETTLE_S)
+            if key not in reps:
+                fn(x)  # untimed: wakes this library's thread pool
+            for _ in range(count):
+                t0 = time.perf_counter()
+                fn(x)
+                times[key].append(time.perf_counter() - t0)
     ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     ms["gemm_floor"] = flops(b, t, d, n) / peak * 1e3
-    return {"name": name, "shape": shape, "ms": ms, "notes": notes}
+    for key, k in reps.items():
+        if key in ms:
+            notes[key] = f"median of {k} (slow)"
+    return {"name": name, "shape": CASES[name], "ms": ms, "notes": notes}
 
 
-def print_case(res: dict[str, Any]) -> None:
+def worker(family: str, names: list[str], repeat: int) -> list[dict[str, Any]]:
+    peak = peak_gemm_flops()
+    out = [run_case(name, repeat, family, peak) for name in names]
+    for res in out:
+        res["peak"] = peak
+        res["blas"] = blas_info()
+    return out
+
+
+# --- the run: one worker process per family, ratios merged ---------------------------------------
+
+def run_families(names: list[str], repeat: int, families: list[str], coretype: Optional[str],
+                 threads: Optional[int]) -> list[dict[str, Any]]:
+    """Every family in a fresh process; each peer's time is rescaled to the reference family's ref32
+    by the ratio measured in its own process (the side-by-side ratio, free of cross-library contention)."""
+    merged = {name: {"name": name, "shape": CASES[name], "ms": {}, "notes": {}, "refs": []} for name in names}
+    runs = [(f, FAMILIES[f][1]) for f in families]
+    if coretype:
+        runs.append(("ref_core", {"OPENBLAS_CORETYPE": coretype}))
+    base_ref: dict[str, float] = {}
+    for family, env in runs:
+        cmd = [sys.executable, os.path.abspath(__file__), "--cases", ",".join(names), "--repeat", str(repeat),
+               "--worker", family]
+        if threads:
+            cmd += ["--threads", str(threads)]
+            env = {**env, **{var: str(threads) for var in THREAD_VARS}}  # before the libraries load
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **env})
+        print(f"  [{family}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
+        try:
+            results = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            keys = ("ref32_core",) if family == "ref_core" else FAMILIES[family][0]
+            for name in names:
+                for key in keys:
+                    merged[name]["notes"][key] = f"worker failed: {(done.stderr or done.stdout).strip()[-160:]}"
+            continue
+        for res in results:
+            m = merged[res["name"]]
+            ref = res["ms"]["ref32"]
+            if family == "ref_core":  # another BLAS kernel set: its own time is the measurement
+                m["core"] = ref
+                m["notes"]["ref32_core"] = "its own process, timed alone: compare with reference f32"
+                continue
+            m["refs"].append(ref)
+            if family == "ref":
+                base_ref[res["name"]] = ref
+                m["peak"], m["blas"] = res["peak"], res["blas"]
+            for key, value in res["ms"].items():
+                if key not in ("ref32", "gemm_floor"):
+                    m["ms"][key] = value / ref  # ratio to the reference measured beside it
+            m["notes"].update(res["notes"])
+    for name, m in merged.items():
+        base = base_ref.get(name, statistics.median(m["refs"]) if m["refs"] else float("nan"))
+        m["ms"] = {k: r * base for k, r in m["ms"].items()}
+        m["ms"]["ref32"] = base
+        if "core" in m:
+            m["ms"]["ref32_core"] = m["core"]
+        if "peak" in m:
+            b, t, d, n = CASES[name]
+            m["ms"]["gemm_floor"] = flops(b, t, d, n) / m["peak"] * 1e3
+    return list(merged.values())
+
+
+def print_case(res: dict[str, Any], coretype: Optional[str]) -> None:
     b, t, d, n = res["shape"]
     ms, notes = res["ms"], res["notes"]
     base = ms["ref32"]
     print(f"\n== {res['name']}: batch={b} T={t} features={d} units={n}  ({flops(b, t, d, n) / 1e9:.3f} GFLOP)")
-    print(f"  {'implementation':<20} {'median ms':>12} {'ref f32 / this':>15}")
+    print(f"  {'implementation':<36} {'median ms':>10} {'ref f32 / this':>15}")
     for key, label in COLUMNS:
+        if key == "ref32_core":
+            if not coretype:
+                continue
+            label = f"{label}={coretype}"
+        note = f"  ({notes[key]})" if key in notes and key in ms else ""
         if key in ms:
-            print(f"  {label:<20} {ms[key]:>12.2f} {base / ms[key]:>14.2f}x")
+            print(f"  {label:<36} {ms[key]:>10.2f} {base / ms[key]:>14.2f}x{note}")
         else:
-            print(f"  {label:<20} {notes.get(key, 'n/a')}")
+            print(f"  {label:<36} {notes.get(key, 'n/a')}")
 
 
 def _fmt(v: float) -> str:
     return f"{v:.1f}" if v >= 0.95 else f"{v:.2g}"
 
 
-def summary(results: list[dict[str, Any]]) -> None:
+def _ratio(res: dict[str, Any], num: str, den: str) -> Optional[float]:
+    ms = res["ms"]
+    return ms[num] / ms[den] if num in ms and den in ms else None
+
+
+def summary(results: list[dict[str, Any]], coretype: Optional[str]) -> None:
     print("\n== summary (ratio > 1: the reference float32 is that many times slower)")
 
-    def line(label: str, f: Callable[[dict], Optional[float]]) -> None:
+    def line(label: str, num: str, den: str) -> None:
         parts = []
         for r in results:
-            v = f(r["ms"])
+            v = _ratio(r, num, den)
             parts.append(f"{r['name']} {_fmt(v)}x" if v is not None else f"{r['name']} -")
         print(f"{label}: " + ", ".join(parts))
 
-    def ratio(num: str, den: str) -> Callable[[dict], Optional[float]]:
-        return lambda ms: ms[num] / ms[den] if num in ms and den in ms else None
+    line("reference f32 / torch", "ref32", "torch")
+    line("reference f32 / GEMM floor (peak)", "ref32", "gemm_floor")
+    line("reference f32 / GEMM same shapes", "ref32", "gemm_shapes")
+    line("reference f64 / reference f32", "ref64", "ref32")
+    line("reference f32 / onnx.reference", "ref32", "onnxref")
+    line("reference f32 / onnxruntime", "ref32", "ort")
+    line("reference f32 / Keras eager", "ref32", "keras_eager")
+    line("reference f32 / Keras compiled", "ref32", "keras_compiled")
+    line("reference f32 / Keras numpy backend", "ref32", "keras_numpy")
+    if coretype:
+        line(f"reference f32, OPENBLAS_CORETYPE={coretype} / torch", "ref32_core", "torch")
 
-    line("reference f32 / torch", ratio("ref32", "torch"))
-    line("reference f32 / GEMM floor (peak)", ratio("ref32", "gemm_floor"))
-    line("reference f32 / GEMM same shapes", ratio("ref32", "gemm_shapes"))
-    line("reference f64 / reference f32", ratio("ref64", "ref32"))
-    line("reference f32 / onnx.reference", ratio("ref32", "onnxref"))
-    line("reference f32 / onnxruntime", ratio("ref32", "ort"))
-    line("reference f32 / Keras eager", ratio("ref32", "keras_eager"))
-    line("reference f32 / Keras compiled", ratio("ref32", "keras_compiled"))
+    print("\n== targets (issue 6), from the ratios above")
+    by = {r["name"]: r for r in results}
+
+    def target(label: str, checks: list[tuple[str, str, str, float]]) -> None:
+        parts = []
+        for case, num, den, limit in checks:
+            if case not in by:
+                continue
+            v = _ratio(by[case], num, den)
+            parts.append(f"{case} {_fmt(v)}x {'met' if v <= limit else 'NOT met'}" if v is not None else f"{case} -")
+        if parts:
+            print(f"{label}: " + ", ".join(parts))
+
+    target("reference f32 <= 2x torch (medium, long)", [(c, "ref32", "torch", 2.0) for c in ("medium", "long")])
+    target("reference f32 <= 3x GEMM floor", [(c, "ref32", "gemm_floor", 3.0) for c in CASES])
+    target("reference f32 faster than onnx.reference", [(c, "ref32", "onnxref", 1.0) for c in CASES])
+    target("reference f32 faster than Keras numpy backend", [(c, "ref32", "keras_numpy", 1.0) for c in CASES])
+    target("reference f64 <= 2.5x reference f32", [(c, "ref64", "ref32", 2.5) for c in CASES])
 
 
-def throughput(repeat: int, peers: dict[str, Any]) -> None:
+# --- throughput of the commands -----------------------------------------------------------------
+
+def throughput(repeat: int, with_keras: bool) -> None:
     from bilstm_ref import cli
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    fixtures = os.path.join(root, "fixtures")
-    print("\n== throughput (in-process, bilstm_ref.cli.main; median of runs)")
+    fixtures = os.path.join(ROOT, "fixtures")
+    exe = [sys.executable, "-m", "bilstm_ref"]
+    print("\n== throughput of the commands")
     n_fix = len([f for f in os.listdir(fixtures) if f.endswith(".json")]) if os.path.isdir(fixtures) else 0
     if not n_fix:
         print("fixtures verify fixtures: no fixtures/ directory")
@@ -337,104 +498,76 @@ def throughput(repeat: int, peers: dict[str, Any]) -> None:
             with contextlib.redirect_stdout(buf):
                 rc = cli.main(["fixtures", "verify", fixtures])
             ts.append(time.perf_counter() - t0)
-        checked = next((ln for ln in buf.getvalue().splitlines() if ln.startswith("fixtures checked")), "")
-        count = int(checked.split()[2]) if checked else n_fix
         med = statistics.median(ts)
-        print(f"bilstm-ref fixtures verify fixtures: {count} fixtures in {med:.2f} s = {count / med:.0f} fixtures/s "
-              f"(exit {rc}, {len(ts)} runs)")
-    if not peers.get("keras"):
-        print("bilstm-ref check -k bidi-concat: not installed (needs Keras)")
+        print(f"bilstm-ref fixtures verify fixtures, in-process: {n_fix} fixtures in {med:.2f} s = "
+              f"{n_fix / med:.0f} fixtures/s (exit {rc}, median of {len(ts)} runs)")
+        t0 = time.perf_counter()
+        done = subprocess.run([*exe, "fixtures", "verify", fixtures], capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        print(f"bilstm-ref fixtures verify fixtures, whole command: {wall:.2f} s wall = {n_fix / wall:.0f} fixtures/s "
+              f"including the interpreter and imports (exit {done.returncode})")
+    if not with_keras:
+        print("bilstm-ref check: not run (needs Keras on TensorFlow)")
         return
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        cli.main(["check", "-k", "bidi-concat", "--list"])
-    count = len([ln for ln in buf.getvalue().splitlines() if ln.strip()])
-    buf = io.StringIO()
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        rc = cli.main(["check", "-k", "bidi-concat", "--jobs", "1"])
+    done = subprocess.run([*exe, "check"], capture_output=True, text=True, check=False,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     wall = time.perf_counter() - t0
-    print(f"bilstm-ref check -k bidi-concat --jobs 1: {count} cases in {wall:.1f} s = {count / wall:.1f} cases/s "
-          f"(exit {rc}, 1 run, includes Keras model builds)")
-
-
-_FAMILIES = ("ref64,gemm_shapes", "torch", "onnxref,ort", "keras_eager,keras_compiled")
-
-
-def _isolated_case(name: str, repeat: int, peak: float) -> dict[str, Any]:
-    """One case, each peer family timed in a fresh process beside its own float32 reference run.
-
-    Every peer's time is rescaled to this process's reference time by its in-process ratio, so the
-    ratios printed are side-by-side ratios without cross-library thread contention."""
-    merged: dict[str, Any] = {"name": name, "shape": CASES[name], "ms": {}, "notes": {}}
-    refs = []
-    for family in _FAMILIES:
-        cmd = [sys.executable, __file__, "--cases", name, "--repeat", str(repeat), "--only", family, "--json"]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        try:
-            (res,) = json.loads(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            for key in family.split(","):
-                merged["notes"][key] = f"worker failed: {(done.stderr or done.stdout)[-120:]}"
-            continue
-        ref = res["ms"]["ref32"]
-        refs.append(ref)
-        for key, value in res["ms"].items():
-            if key not in ("ref32", "gemm_floor"):
-                merged["ms"][key] = (key, value / ref)  # ratio to the reference measured beside it
-        merged["notes"].update(res["notes"])
-    base = statistics.median(refs) if refs else float("nan")
-    merged["ms"] = {k: r * base for k, (_, r) in merged["ms"].items()}
-    merged["ms"]["ref32"] = base
-    b, t, d, n = CASES[name]
-    merged["ms"]["gemm_floor"] = flops(b, t, d, n) / peak * 1e3
-    return merged
+    m = re.search(r"cases run: (\d+)", done.stdout)
+    count = int(m.group(1)) if m else 0
+    print(f"bilstm-ref check (the whole live matrix, --jobs default = {os.cpu_count()} processes): {count} cases in "
+          f"{wall:.1f} s wall including the Keras import = {count / wall:.1f} cases/s (exit {done.returncode})")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=None, help="timed calls per implementation (default 7; 3 with --quick)")
     p.add_argument("--cases", default=None, help="comma-separated subset of " + ",".join(CASES))
+    p.add_argument("--families", default=None,
+                   help="comma-separated subset of " + ",".join(FAMILIES) + " (the reference family always runs)")
     p.add_argument("--quick", action="store_true", help="--repeat 3 and no wide case")
-    p.add_argument("--throughput", action="store_true", help="also time `fixtures verify` and `check -k bidi-concat`")
-    p.add_argument("--isolate", action="store_true",
-                   help="time each peer family in its own process, next to the float32 reference (thread pools of "
-                        "torch, onnxruntime and TensorFlow in one process slow each other down on few cores)")
-    p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # worker mode of --isolate
-    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--throughput", action="store_true",
+                   help="also time `fixtures verify fixtures` and `check` over the whole live matrix")
+    p.add_argument("--openblas-coretype", default=None, metavar="NAME",
+                   help="also time the float32 reference with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX), "
+                        "to see the effect of the BLAS kernel set OpenBLAS chose for this CPU")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="N threads for every library (BLAS, OpenMP, torch, onnxruntime, TensorFlow); "
+                        "default: each library's own default")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one family, results as JSON
     args = p.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
     repeat = args.repeat or (3 if args.quick else 7)
     names = args.cases.split(",") if args.cases else [c for c in CASES if not (args.quick and c == "wide")]
     bad = [c for c in names if c not in CASES]
     if bad:
         p.error(f"unknown case(s) {bad}; choose from {list(CASES)}")
+    if args.worker:
+        print(json.dumps(worker(args.worker, names, repeat)))
+        return 0
+    families = ["ref"] + [f for f in (args.families.split(",") if args.families else FAMILIES) if f != "ref"]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        p.error(f"unknown famil(ies) {unknown}; choose from {list(FAMILIES)}")
 
     v = versions()
-    print(f"bilstm_ref benchmark  cpu_count={os.cpu_count()}  {platform.platform()}  repeat={repeat}")
+    print(f"bilstm_ref benchmark  cpu_count={os.cpu_count()}  {platform.platform()}  {platform.processor() or ''}"
+          f"  repeat={repeat}")
     print("  " + "  ".join(f"{k} {val}" for k, val in v.items()))
-    peers = {"torch": _try_import("torch"), "onnx": _try_import("onnx"), "onnxruntime": _try_import("onnxruntime"),
-             "keras": v["keras"] != "not installed" and v["tensorflow"] != "not installed"}
-    peak = peak_gemm_flops()
-    print(f"GEMM floor = flops / NumPy float32 throughput of a 1024x1024 @ 1024x1024 np.matmul "
-          f"({peak / 1e9:.1f} GFLOP/s here); flops = 2*2*T*B*4n*(D+n)")
+    print(f"  {blas_info()}")
+    print("every family runs in its own process next to a float32 reference run; ratios are taken in that process")
+    print("GEMM floor = flops / NumPy float32 throughput of a 1024x1024 @ 1024x1024 np.matmul; flops = 2*2*T*B*4n*(D+n)")
     print("GEMM same shapes = measured NumPy float32 (B*T,D)@(D,4n) + T x (B,n)@(n,4n), both directions, nothing else")
-
-    if args.only:  # worker: one peer family, results as JSON on the last line
-        only = set(args.only.split(","))
-        out = [run_case(name, CASES[name], repeat, peers, peak, only) for name in names]
-        print(json.dumps(out))
-        return 0
-    results = []
-    for name in names:
-        if args.isolate:
-            res = _isolated_case(name, repeat, peak)
-        else:
-            res = run_case(name, CASES[name], repeat, peers, peak)
-        print_case(res)
-        results.append(res)
-    summary(results)
+    print(f"threads: {args.threads} for every library" if args.threads else "threads: each library's default")
+    results = run_families(names, repeat, families, args.openblas_coretype, args.threads)
+    if results and "peak" in results[0]:
+        print(f"NumPy float32 1024^3 GEMM: {results[0]['peak'] / 1e9:.0f} GFLOP/s")
+    for res in results:
+        print_case(res, args.openblas_coretype)
+    summary(results, args.openblas_coretype)
     if args.throughput:
-        throughput(repeat, peers)
+        throughput(repeat, v["keras"] != "not installed" and v["tensorflow"] != "not installed")
     return 0
 
 
