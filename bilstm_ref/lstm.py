@@ -308,7 +308,8 @@ def scan_stack(
 def run_pair(fw: "LSTM", bw: "LSTM", x: Any, mask: Any, fw_state: Any, bw_state: Any, training: Optional[bool]
              ) -> tuple[tuple[Optional[Array], Array, Array, Array], tuple[Optional[Array], Array, Array, Array]]:
     """Both directions of a Bidirectional: stepped together by :func:`scan_stack` when they compute
-    with the same cell (units, activations, bias, dtype, masking rule), else one after the other."""
+    with the same cell (units, activations, dtype, masking rule; each keeps its own weights and
+    bias), else one after the other."""
     wf, wb = fw._require_weights(), bw._require_weights()
     same_cell = (
         fw.units == bw.units and fw.dtype == bw.dtype and fw.semantics == bw.semantics
