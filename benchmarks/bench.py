@@ -250,7 +250,7 @@ def make_gemm_shapes(ws: list[np.ndarray], x: np.ndarray, n: int) -> Callable[[n
 
 # --- timing (in a worker process: one family next to the float32 reference) ---------------------
 
-def _build(family: str, key: str, ws: list[np.ndarray], x: np.ndarray, n: int, cache: dict[str, Any]) -> Callable:
+def _build(key: str, ws: list[np.ndarray], x: np.ndarray, n: int, cache: dict[str, Any]) -> Callable:
     """The implementation behind column ``key`` (ImportError/RuntimeError when its peer is missing)."""
     d = x.shape[2]
     if key == "ref64":
@@ -290,7 +290,7 @@ def run_case(name: str, repeat: int, family: str, peak: float) -> dict[str, Any]
     keys = () if family == "ref_core" else FAMILIES[family][0]
     for key in keys:
         try:
-            impls[key] = _build(family, key, ws, x, n, cache)
+            impls[key] = _build(key, ws, x, n, cache)
         except ImportError as exc:
             notes[key] = f"not installed ({exc.name or exc})"
         except Exception as exc:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
