@@ -76,6 +76,13 @@ FAMILIES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "keras": (("keras_eager", "keras_compiled"), {"KERAS_BACKEND": "tensorflow"}),
     "keras_numpy": (("keras_numpy",), {"KERAS_BACKEND": "numpy"}),
 }
+# --openblas-coretype's extra family: only its own float32 reference, under another BLAS kernel set
+CORE_FAMILY = "ref_core"
+
+
+def _family_columns(family: str) -> tuple[str, ...]:
+    """The columns a family's worker reports besides its ref32."""
+    return ("ref32_core",) if family == CORE_FAMILY else FAMILIES[family][0]
 
 
 # --- optional peers ------------------------------------------------------------------------------
@@ -287,8 +294,7 @@ def run_case(name: str, repeat: int, family: str, peak: float) -> dict[str, Any]
     notes: dict[str, str] = {}
     reps: dict[str, int] = {}
     cache: dict[str, Any] = {}
-    keys = () if family == "ref_core" else FAMILIES[family][0]
-    for key in keys:
+    for key in () if family == CORE_FAMILY else _family_columns(family):
         try:
             impls[key] = _build(key, ws, x, n, cache)
         except ImportError as exc:
@@ -348,11 +354,7 @@ def run_case(name: str, repeat: int, family: str, peak: float) -> dict[str, Any]
 
 def worker(family: str, names: list[str], repeat: int) -> list[dict[str, Any]]:
     peak = peak_gemm_flops()
-    out = [run_case(name, repeat, family, peak) for name in names]
-    for res in out:
-        res["peak"] = peak
-        res["blas"] = blas_info()
-    return out
+    return [{**run_case(name, repeat, family, peak), "peak": peak} for name in names]
 
 
 # --- the run: one worker process per family, ratios merged ---------------------------------------
@@ -364,7 +366,7 @@ def run_families(names: list[str], repeat: int, families: list[str], coretype: O
     merged = {name: {"name": name, "shape": CASES[name], "ms": {}, "notes": {}, "refs": []} for name in names}
     runs = [(f, FAMILIES[f][1]) for f in families]
     if coretype:
-        runs.append(("ref_core", {"OPENBLAS_CORETYPE": coretype}))
+        runs.append((CORE_FAMILY, {"OPENBLAS_CORETYPE": coretype}))
     base_ref: dict[str, float] = {}
     for family, env in runs:
         cmd = [sys.executable, os.path.abspath(__file__), "--cases", ",".join(names), "--repeat", str(repeat),
@@ -378,22 +380,21 @@ def run_families(names: list[str], repeat: int, families: list[str], coretype: O
         try:
             results = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            keys = ("ref32_core",) if family == "ref_core" else FAMILIES[family][0]
             for name in names:
-                for key in keys:
+                for key in _family_columns(family):
                     merged[name]["notes"][key] = f"worker failed: {(done.stderr or done.stdout).strip()[-160:]}"
             continue
         for res in results:
             m = merged[res["name"]]
             ref = res["ms"]["ref32"]
-            if family == "ref_core":  # another BLAS kernel set: its own time is the measurement
+            if family == CORE_FAMILY:  # another BLAS kernel set: its own time is the measurement
                 m["core"] = ref
-                m["notes"]["ref32_core"] = "its own process, timed alone: compare with reference f32"
+                m["notes"]["ref32_core"] = "its own process: compare with reference f32"
                 continue
             m["refs"].append(ref)
             if family == "ref":
                 base_ref[res["name"]] = ref
-                m["peak"], m["blas"] = res["peak"], res["blas"]
+                m["peak"] = res["peak"]
             for key, value in res["ms"].items():
                 if key not in ("ref32", "gemm_floor"):
                     m["ms"][key] = value / ref  # ratio to the reference measured beside it
