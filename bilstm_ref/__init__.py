@@ -9,6 +9,8 @@ from .errors import ConfigError as ConfigError
 from .errors import CorruptFileError as CorruptFileError
 from .errors import DTypeMismatchError as DTypeMismatchError
 from .errors import FileAccessError as FileAccessError
+from .errors import InputDataError as InputDataError
+from .errors import KerasModelError as KerasModelError
 from .errors import KerasUnavailableError as KerasUnavailableError
 from .errors import ResourceLimitError as ResourceLimitError
 from .errors import ShapeMismatchError as ShapeMismatchError
@@ -25,5 +27,8 @@ from .spec import LayerSpec as LayerSpec
 from .spec import build as build
 from .spec import reference_factory as reference_factory
 from .testing import assert_matches_keras as assert_matches_keras
+from .verify import LayerVerdict as LayerVerdict
+from .verify import VerifyResult as VerifyResult
+from .verify import verify_model as verify_model
 
 __version__ = "0.1.0"

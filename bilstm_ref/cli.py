@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from . import __version__
@@ -260,6 +261,8 @@ def _print_inspect(info: dict[str, Any], out: Any = None) -> None:
         for row in info["layers"]:
             mark = "ok " if row["supported"] else "-- "
             w(f"  {mark}{row['name']:<{width}}  {row['class_name']:<{cwidth}}  {row['reason']}\n")
+            if "mask" in row:
+                w(f"        {row['mask']}\n")
             if "config" in row:
                 cfg = row["config"]
                 extra = {k: cfg[k] for k in ("merge_mode",) if k in cfg}
@@ -285,6 +288,69 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .harness import tolerance_from_args
+    from .report.verify import render_text, write_verify_report
+    from .verify import verify_model
+
+    progress = _SampleProgress()
+    result = verify_model(args.model, inputs=args.inputs, layers=args.layer, config=args.config,
+                          batch_size=args.batch_size, impl=args.impl,
+                          tolerance=tolerance_from_args(args.atol, args.rtol, args.ulp, args.tol_output or []),
+                          samples=args.samples, time_steps=args.time, seed=args.seed, progress=progress.update)
+    progress.close()
+    data = result.as_dict()
+    data["argv"] = list(getattr(args, "argv", []))
+    print(render_text(data))
+    if args.json:
+        from .report import _atomic_text
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        _atomic_text(Path(args.json), json.dumps(data, indent=1, allow_nan=False) + "\n")
+    if args.report:
+        written = write_verify_report(args.report, data, plots=not args.no_plots)
+        for kind, path in written.items():
+            print(f"  {kind}: {path}")
+    return 0 if result.ok else 1
+
+
+class _SampleProgress:
+    """Samples done, on stderr, at most every 5 s (long verify runs)."""
+
+    def __init__(self) -> None:
+        self.t0 = self._last = time.perf_counter()
+
+    def update(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self._last > 5 or (done == total and now - self.t0 > 5):
+            self._last = now
+            print(f"  {done}/{total} samples, {now - self.t0:.0f}s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _add_verify(sub: Any) -> None:
+    v = sub.add_parser("verify", help="every LSTM / Bidirectional(LSTM) of a saved model on your data, against Keras")
+    v.add_argument("model", help="a .keras, a legacy .h5, or a .weights.h5 (with --config)")
+    v.add_argument("--inputs", default=None, metavar="FILE",
+                   help=".npz with one array per model input (by input name, or arr_0... by position), or .npy for "
+                        "a one-input model; default: inputs generated from the model's input spec")
+    v.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="a layer to verify (repeatable; outer/inner in nested models); default: every LSTM and "
+                        "Bidirectional(LSTM)")
+    v.add_argument("--config", default=None, help="architecture for a weights-only MODEL (model JSON or .keras)")
+    v.add_argument("--batch-size", type=_bounded(1, 1 << 20), default=64, help="samples per forward pass (default 64)")
+    v.add_argument("--samples", type=_bounded(1, 1 << 20), default=12, help="generated inputs: samples (default 12)")
+    v.add_argument("--time", type=_bounded(1, 100_000), default=16, help="generated inputs: time steps (default 16)")
+    v.add_argument("--seed", type=_bounded(0, 2**32 - 1), default=0, help="generated inputs: seed")
+    v.add_argument("--json", default=None, metavar="FILE", help="write the whole result as JSON")
+    v.add_argument("--report", default=None, metavar="DIR", help="write verify.md, verify.html, verify.json and plots")
+    v.add_argument("--no-plots", action="store_true", help="with --report: no PNG plots (no matplotlib needed)")
+    _add_harness_options(v, xfail=False)
+    v.set_defaults(func=cmd_verify)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bilstm-ref", description="Keras LSTM / Bidirectional(LSTM) reference verifier")
     p.add_argument("--version", action="version", version=f"bilstm-ref {__version__}")
@@ -303,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--shard", default=None, metavar="K/N", help="run the K-th of N interleaved shards (CI fan-out)")
     c.add_argument("--json", default=None, metavar="FILE", help="also write every case's record as JSON")
     _add_inspect(sub)
+    _add_verify(sub)
     _add_fixtures(sub)
     r = sub.add_parser("report", help="run the matrix (or read fixtures) and write md, html, json, junit and plots")
     r.add_argument("--out", required=True, help="output directory")
@@ -550,12 +617,13 @@ def _nonneg(text: str) -> float:
     return value
 
 
-def _add_harness_options(p: Any, impl: bool = True) -> None:
+def _add_harness_options(p: Any, impl: bool = True, xfail: bool = True) -> None:
     if impl:
         p.add_argument("--impl", default=None, metavar="package.module:factory",
                        help="implementation under test (default: the reference, bilstm_ref:reference_factory)")
-    p.add_argument("--xfail", default=None, metavar="FILE",
-                   help="expected failures: lines 'PATTERN  reason' (a case-id substring and why)")
+    if xfail:
+        p.add_argument("--xfail", default=None, metavar="FILE",
+                       help="expected failures: lines 'PATTERN  reason' (a case-id substring and why)")
     p.add_argument("--atol", type=_nonneg, default=None, help="absolute tolerance (with --rtol; default per dtype)")
     p.add_argument("--rtol", type=_nonneg, default=None, help="relative tolerance (with --atol; default per dtype)")
     p.add_argument("--ulp", type=_nonneg, default=None, help="judge in ULPs of the expected value instead")

@@ -22,7 +22,7 @@ from .errors import ConfigError
 
 __all__ = ["Tolerance", "TolerancePolicy", "OutputResult", "tolerance_for", "policy_for", "compare", "TOLERANCES",
            "BACKEND_TOLERANCES",
-           "output_base"]
+           "output_base", "elementwise", "Elementwise"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +177,37 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, tol: Any) -> Ou
             name, False, float("inf"), None, float("inf"), 1.0, 0, e.shape, a.shape,
             note=f"shape mismatch: expected {e.shape}, got {a.shape}", max_ulp=float("inf"), tolerance=tol.describe(),
         )
+    err = elementwise(e, a, tol)
+    diff, rel, ulps, used, bad, nan_mismatch = err.diff, err.rel, err.ulps, err.used, err.bad, err.nan_mismatch
+    n = max(e.size, 1)
+    if e.size:
+        idx = np.unravel_index(int(np.argmax(diff)), e.shape)
+        max_abs = float(diff[idx])
+        max_rel = float(np.max(rel))
+        max_ulp = float(np.max(ulps))
+        tol_used = float(np.max(used))
+        index: Optional[tuple[int, ...]] = tuple(int(i) for i in idx)
+    else:
+        max_abs, max_rel, max_ulp, tol_used, index = 0.0, 0.0, 0.0, 0.0, None
+    off = int(np.count_nonzero(bad))
+    return OutputResult(name, off == 0, max_abs, index, max_rel, off / n, nan_mismatch, e.shape, a.shape,
+                        max_ulp=max_ulp, tolerance=tol.describe(), tol_used=tol_used)
+
+
+@dataclasses.dataclass(frozen=True)
+class Elementwise:
+    """Per-element errors of ``actual`` against ``expected`` (both float64, same shape)."""
+
+    diff: np.ndarray  # |actual - expected|; 0 where both are NaN or equal infinities, inf where only one is inf
+    rel: np.ndarray  # diff / |expected| (inf where expected is 0 and diff > 0)
+    ulps: np.ndarray  # diff in units in the last place of expected, counted in tol.ulp_dtype
+    used: np.ndarray  # diff / allowed diff: <= 1 passes
+    bad: np.ndarray  # outside tolerance, or NaN in exactly one
+    nan_mismatch: int
+
+
+def elementwise(e: np.ndarray, a: np.ndarray, tol: Tolerance) -> Elementwise:
+    """The per-element error arrays behind :func:`compare` (and the streaming statistics of ``verify``)."""
     nan_e, nan_a = np.isnan(e), np.isnan(a)
     nan_mismatch = int(np.count_nonzero(nan_e != nan_a))
     both = ~(nan_e | nan_a)
@@ -195,16 +226,4 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, tol: Any) -> Ou
             allowed = tol.atol + tol.rtol * np.abs(np.where(np.isinf(e), 0.0, e))
             used = np.where(diff > 0, diff / np.maximum(allowed, 1e-300), 0.0)
         bad = (used > 1.0) | (nan_e != nan_a)
-    n = max(e.size, 1)
-    if e.size:
-        idx = np.unravel_index(int(np.argmax(diff)), e.shape)
-        max_abs = float(diff[idx])
-        max_rel = float(np.max(rel))
-        max_ulp = float(np.max(ulps))
-        tol_used = float(np.max(used))
-        index: Optional[tuple[int, ...]] = tuple(int(i) for i in idx)
-    else:
-        max_abs, max_rel, max_ulp, tol_used, index = 0.0, 0.0, 0.0, 0.0, None
-    off = int(np.count_nonzero(bad))
-    return OutputResult(name, off == 0, max_abs, index, max_rel, off / n, nan_mismatch, e.shape, a.shape,
-                        max_ulp=max_ulp, tolerance=tol.describe(), tol_used=tol_used)
+    return Elementwise(diff, rel, ulps, used, bad, nan_mismatch)

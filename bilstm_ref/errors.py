@@ -11,6 +11,8 @@ __all__ = [
     "FixtureExistsError",
     "FixtureIntegrityError",
     "FixtureLockError",
+    "InputDataError",
+    "KerasModelError",
     "KerasUnavailableError",
     "ResourceLimitError",
     "ShapeMismatchError",
@@ -79,3 +81,14 @@ class FixtureExistsError(BilstmRefError, FileExistsError):
 
 class FixtureLockError(BilstmRefError):
     """Another run holds the fixture directory's lock."""
+
+
+class InputDataError(BilstmRefError):
+    """A user's input data does not fit the model: missing or extra inputs, an empty file, token ids
+    outside the Embedding's vocabulary, samples that disagree in number. The message names the file,
+    the array and expected vs actual."""
+
+
+class KerasModelError(BilstmRefError):
+    """Keras itself cannot load or run the user's model (the message carries Keras's own error and,
+    where there is one, what to do)."""

@@ -16,7 +16,7 @@ from .compare import TOLERANCES
 from .errors import KerasUnavailableError
 from .fixtures import Call, Fixture, provenance
 from .matrix import Case, mask_pattern, workarounds_for
-from .spec import LayerSpec
+from .spec import LayerSpec, output_names
 
 __all__ = ["fixture_for_case", "model_fixtures", "CODE_PATH"]
 
@@ -114,14 +114,6 @@ def _stateful(spec: LayerSpec) -> bool:
     return bool(cfg.get("stateful"))
 
 
-def _output_names(spec: LayerSpec, n: int) -> tuple[str, ...]:
-    if spec.class_name == "LSTM":
-        return ("output", "h", "c")[:n]
-    merge = spec.config.get("merge_mode", "concat")
-    first = ("output_fw", "output_bw") if merge is None else ("output",)
-    return (first + ("h1", "c1", "h2", "c2"))[:n]
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-") or "layer"
 
@@ -167,7 +159,7 @@ def model_fixtures(spec: LayerSpec, model_name: str, n_cases: int = 4, seed: int
                 kwargs["initial_state"] = list(init)
             y = layer(x, **kwargs)
             ys = list(y) if isinstance(y, (list, tuple)) else [y]
-            names = _output_names(spec, len(ys))
+            names = output_names(spec, len(ys))
             calls.append(Call(x, mask, init, {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, ys, strict=True)},
                               reset))
         fid = f"{_slug(Path(model_name).name)}-{_slug(spec.provenance.get('layer', 'layer'))}-{i:03d}"

@@ -11,7 +11,7 @@ from .bidirectional import Bidirectional
 from .errors import ConfigError, UnsupportedModelError
 from .lstm import LSTM
 
-__all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "SUPPORTED_CLASSES"]
+__all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "output_names", "SUPPORTED_CLASSES"]
 
 SUPPORTED_CLASSES = ("LSTM", "Bidirectional")
 Layer = Union[LSTM, Bidirectional]
@@ -42,6 +42,16 @@ class LayerSpec:
     @property
     def semantics(self) -> str:
         return str(self.provenance.get("semantics", "keras3"))
+
+
+def output_names(spec: LayerSpec, n: int) -> tuple[str, ...]:
+    """The names of the first ``n`` outputs the layer returns: ``output, h, c`` for an LSTM;
+    ``output, h1, c1, h2, c2`` for a Bidirectional (``output_fw, output_bw, ...`` when ``merge_mode=None``)."""
+    if spec.class_name == "LSTM":
+        return ("output", "h", "c")[:n]
+    merge = spec.config.get("merge_mode", "concat")
+    first = ("output_fw", "output_bw") if merge is None else ("output",)
+    return (first + ("h1", "c1", "h2", "c2"))[:n]
 
 
 def build(spec: LayerSpec, dtype: Any = None, quirks: tuple[str, ...] = ()) -> Layer:

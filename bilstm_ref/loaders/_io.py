@@ -192,6 +192,20 @@ class SafeZip:
     def read(self, member: str, limit: int) -> bytes:
         """The bytes of ``member``, checked against ``limit`` and the compression ratio before reading."""
         where = f"{self.name!r} member {member!r}"
+        try:
+            with self.open(member, limit) as fh:
+                data = fh.read(limit + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+            raise CorruptFileError(f"{where}: cannot be read ({e})") from None
+        except Exception as e:  # zlib.error and friends
+            raise CorruptFileError(f"{where}: cannot be read ({type(e).__name__}: {e})") from None
+        if len(data) > limit:
+            raise ResourceLimitError(f"{where}: more than {limit} bytes uncompressed")
+        return data
+
+    def open(self, member: str, limit: int) -> IO[bytes]:
+        """A stream of ``member``, after the checks :meth:`read` makes (for members read in pieces)."""
+        where = f"{self.name!r} member {member!r}"
         entries = self._infos.get(member, [])
         if not entries:
             raise CorruptFileError(f"{self.name!r}: missing archive member {member!r} (members: {self.names})")
@@ -216,15 +230,9 @@ class SafeZip:
                 f"({info.file_size} bytes from {info.compress_size}); refusing a possible zip bomb"
             )
         try:
-            with self._zip.open(info) as fh:
-                data = fh.read(limit + 1)
+            return self._zip.open(info)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
             raise CorruptFileError(f"{where}: cannot be read ({e})") from None
-        except Exception as e:  # zlib.error and friends
-            raise CorruptFileError(f"{where}: cannot be read ({type(e).__name__}: {e})") from None
-        if len(data) > limit:
-            raise ResourceLimitError(f"{where}: more than {limit} bytes uncompressed")
-        return data
 
 
 # --- HDF5 ---------------------------------------------------------------------------------------

@@ -47,11 +47,12 @@ from .model_config import (
     find_layer,
     input_dim_from_graph,
     layer_status,
+    mask_source,
     model_layers,
     normalize,
 )
 
-__all__ = ["load", "load_spec", "inspect_file", "SEMANTICS"]
+__all__ = ["load", "load_spec", "inspect_file", "mask_sources", "SEMANTICS"]
 
 SEMANTICS = ("auto", "keras2", "keras3")
 
@@ -507,6 +508,10 @@ def inspect_file(path: PathLike, config: Optional[PathLike] = None) -> dict[str,
             ok, reason = layer_status(entry)
             row: dict[str, Any] = {"name": entry.qualified_name, "class_name": entry.class_name,
                                    "supported": ok, "reason": reason}
+            if entry.is_op:
+                row["op_module"] = entry.op_module
+            if entry.class_name in SUPPORTED_CLASSES or entry.class_name in ("GRU", "SimpleRNN"):
+                row["mask"] = mask_source(entries, entry)
             if ok:
                 norm = normalize(entry, src.file_name)
                 row["config"] = {k: v for k, v in norm.config.items() if k not in ("layer", "backward_layer")}
@@ -542,3 +547,11 @@ def inspect_file(path: PathLike, config: Optional[PathLike] = None) -> dict[str,
                     )
             info["layers"].append(row)
     return info
+
+
+def mask_sources(path: PathLike, config: Optional[PathLike] = None) -> dict[str, str]:
+    """For each LSTM / Bidirectional layer (by qualified name), whether it receives a mask and from
+    where, read from the model config: ``{"bilstm1": "mask from emb: Embedding(mask_zero=True)"}``."""
+    with _open(path, config) as src:
+        entries = _entries(src)
+        return {e.qualified_name: mask_source(entries, e) for e in entries if e.class_name in SUPPORTED_CLASSES}

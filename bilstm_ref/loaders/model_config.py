@@ -25,6 +25,14 @@ CODE_CLASSES = {
     "TFSMLayer": "TFSMLayer loads an external SavedModel and is not supported",
     "TorchModuleWrapper": "TorchModuleWrapper carries a pickled torch module and is not supported",
 }
+#: Keras 3 op classes a functional model may record as graph nodes (masks: ``NotEqual`` for
+#: Embedding(mask_zero=True), ``NotEqual`` + ``Any`` for Masking), and the Keras module of each.
+KERAS_OP_MODULES = {
+    **{name: "keras.src.ops.numpy" for name in ("NotEqual", "Equal", "Any", "All", "LogicalAnd", "LogicalOr",
+                                                 "LogicalNot", "ExpandDims", "Squeeze", "Sum", "Greater", "Less",
+                                                 "Where")},
+    "Cast": "keras.src.ops.core",
+}
 #: Modules a config may name (the loader never imports them; anything else is refused).
 _SAFE_MODULE = re.compile(r"^(tf_)?keras(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MARSHAL_MARKERS = ("__lambda__", "function_type")
@@ -49,8 +57,19 @@ class LayerEntry:
 
     @property
     def is_op(self) -> bool:
-        """A Keras 3 functional op node (e.g. the NotEqual/Any computing a mask), not a layer."""
-        return bool(self.module and self.module.startswith("keras.src.ops"))
+        """A Keras 3 functional op node (e.g. the NotEqual/Any computing a mask), not a layer. A
+        ``.keras`` names its module; a legacy ``.h5`` records only the class name."""
+        if self.module:
+            return self.module.startswith("keras.src.ops")
+        return self.class_name in KERAS_OP_MODULES and isinstance(self.inbound, list) and bool(self.inbound) \
+            and isinstance(self.inbound[0], dict)
+
+    @property
+    def op_module(self) -> Optional[str]:
+        """The Keras module defining an op node's class (named by the file, or known by class name)."""
+        if not self.is_op:
+            return None
+        return self.module or KERAS_OP_MODULES.get(self.class_name)
 
     @property
     def is_model(self) -> bool:
@@ -338,3 +357,118 @@ def input_dim_from_graph(entries: list[LayerEntry], target: LayerEntry) -> Optio
         if i > 0 and siblings[i - 1].class_name == "InputLayer":
             return _input_layer_dim(siblings[i - 1])
     return None
+
+
+# --- where a layer's mask comes from -------------------------------------------------------------
+#: Layers that hand the mask they receive on to the next layer unchanged (Keras 2 and 3 alike).
+MASK_PASSING = frozenset({"Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
+                          "ActivityRegularization", "Activation", "Dense", "LayerNormalization",
+                          "BatchNormalization", "TimeDistributed", "Identity", "UnitNormalization", "Rescaling"})
+
+
+def _history(tensor: Any) -> Optional[tuple[str, int]]:
+    """(layer name, output index) a Keras 3 ``__keras_tensor__`` or a Keras 2 ``[name, node, index, kw]`` names."""
+    if isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__":
+        hist = (tensor.get("config") or {}).get("keras_history")
+        if isinstance(hist, list) and hist and isinstance(hist[0], str):
+            return hist[0], int(hist[2]) if len(hist) > 2 and isinstance(hist[2], int) else 0
+    if isinstance(tensor, list) and tensor and isinstance(tensor[0], str):
+        return tensor[0], int(tensor[2]) if len(tensor) > 2 and isinstance(tensor[2], int) else 0
+    return None
+
+
+def _node_parts(entry: LayerEntry) -> tuple[list[Any], dict[str, Any]]:
+    """(positional inputs, keyword arguments) of the entry's first inbound node, Keras 2 or 3."""
+    nodes = entry.inbound
+    if not isinstance(nodes, list) or not nodes:
+        return [], {}
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+        args = node.get("args") if isinstance(node.get("args"), list) else []
+        kwargs = node.get("kwargs") if isinstance(node.get("kwargs"), dict) else {}
+        flat = []
+        for a in args:
+            flat.extend(a if isinstance(a, list) else [a])
+        return flat, kwargs
+    if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
+        args = [t for t in node if isinstance(t, list)]
+        kwargs = args[0][3] if args and len(args[0]) > 3 and isinstance(args[0][3], dict) else {}
+        return args, kwargs
+    return [], {}
+
+
+def _describe_producer(entry: LayerEntry) -> Optional[str]:
+    cfg = entry.config if isinstance(entry.config, dict) else {}
+    if entry.class_name == "Embedding" and cfg.get("mask_zero"):
+        return f"mask from {entry.name}: Embedding(mask_zero=True)"
+    if entry.class_name == "Masking":
+        return f"mask from {entry.name}: Masking(mask_value={cfg.get('mask_value', 0.0)})"
+    return None
+
+
+def mask_source(entries: list[LayerEntry], target: LayerEntry) -> str:
+    """Whether ``target`` receives a mask, and from where, read from the model config alone: e.g.
+    ``"mask from emb: Embedding(mask_zero=True)"``, ``"mask from model input 'm' (explicit)"``,
+    ``"no mask"``. Keras 3 records the mask tensor a layer is called with; Keras 2 and Sequential
+    models propagate it implicitly through layers that pass masks on."""
+    siblings = [e for e in entries if e.scope == target.scope]
+    by_name = {e.name: e for e in siblings}
+
+    def upstream(entry: LayerEntry) -> Optional[LayerEntry]:
+        args, _ = _node_parts(entry)
+        hist = _history(args[0]) if args else None
+        if hist is not None:
+            return by_name.get(hist[0])
+        if entry.inbound in (None, []):  # Sequential: the layer before
+            i = siblings.index(entry)
+            return siblings[i - 1] if i > 0 else None
+        return None
+
+    _, kwargs = _node_parts(target)
+    explicit = _history(kwargs.get("mask")) if isinstance(kwargs, dict) else None
+    if explicit is not None:
+        producer = by_name.get(explicit[0])
+        if producer is None:
+            return f"mask from {explicit[0]!r}"
+        if producer.class_name == "InputLayer":
+            return f"mask from model input {producer.name!r} (an explicit mask input)"
+        if producer.is_op:  # Keras 3 records Embedding/Masking masks as op nodes on their input
+            for _ in range(4):
+                args, _ = _node_parts(producer)
+                hist = _history(args[0]) if args else None
+                if hist is None:
+                    break
+                source = by_name.get(hist[0])
+                if source is None:
+                    break
+                for e in siblings:
+                    e_args, _ = _node_parts(e)
+                    e_hist = _history(e_args[0]) if e_args else None
+                    if e_hist and e_hist[0] == source.name and _describe_producer(e):
+                        return str(_describe_producer(e))
+                if not source.is_op:
+                    break
+                producer = source
+            return f"mask computed by op {explicit[0]!r} ({producer.class_name})"
+        return _describe_producer(producer) or f"mask from {producer.name}: {producer.class_name}"
+    if isinstance(target.inbound, list) and target.inbound and isinstance(target.inbound[0], dict):
+        return "no mask"  # Keras 3 records every mask a layer is called with
+    entry: Optional[LayerEntry] = upstream(target)
+    passed: list[str] = []
+    for _ in range(256):
+        if entry is None or entry.class_name == "InputLayer":
+            break
+        described = _describe_producer(entry)
+        if described:
+            return described + (f" (through {', '.join(passed)})" if passed else "")
+        cfg = entry.config if isinstance(entry.config, dict) else {}
+        if entry.class_name in MASK_PASSING or (
+                entry.class_name in ("LSTM", "GRU", "SimpleRNN", "Bidirectional", "CuDNNLSTM")
+                and (cfg.get("return_sequences") or (cfg.get("layer") or {}).get("config", {}).get("return_sequences"))):
+            passed.append(entry.name)
+            entry = upstream(entry)
+            continue
+        return f"no mask ({entry.name}: {entry.class_name} does not pass a mask on)" if passed else "no mask"
+    if target.scope and entry is None:
+        return f"no mask from inside {target.scope[-1]!r}; a mask passed into the nested model is not traced"
+    return "no mask"
