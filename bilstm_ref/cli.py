@@ -174,6 +174,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_all
 
+    if args.verify:
+        from .report.verify import read_verify_json, write_verify_report
+
+        data = read_verify_json(args.verify)
+        written = write_verify_report(args.out, data, plots=not args.no_plots)
+        print(f"report of the verify run {args.verify!r}: {'PASS' if data['ok'] else 'FAIL'}")
+        for kind, path in written.items():
+            print(f"  {kind}: {path}")
+        return 0 if data["ok"] else 1
     if args.fixtures:
         from .harness import run_fixtures
 
@@ -374,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="run the matrix (or read fixtures) and write md, html, json, junit and plots")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--fixtures", default=None, metavar="DIR", help="report on recorded fixtures instead (no Keras)")
+    r.add_argument("--verify", default=None, metavar="RUN.json",
+                   help="render a 'bilstm-ref verify --json' run (verify.md, verify.html, plots) instead")
     r.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None)
     r.add_argument("-k", action="append", metavar="PATTERN", help="cases whose id contains PATTERN (~ excludes)")
     r.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")

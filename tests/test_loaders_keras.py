@@ -24,37 +24,11 @@ import pytest
 import bilstm_ref as br
 from bilstm_ref.compare import TOLERANCES, compare
 
-ZOO = Path(__file__).parent / "model_zoo.py"
-FLAVOURS = {"keras3": "keras", "tf_keras": "tf_keras"}
+FLAVOURS = {"keras3": "keras", "tf_keras": "tf_keras"}  # the flavours the zoo fixture (conftest) writes
+
 STEMS = ("bidi_concat_seq", "masking_sum_state", "embedding_stacked", "custom_backward_none", "nested", "with_lambda")
 
 pytestmark = pytest.mark.keras
-
-
-@pytest.fixture(scope="session")
-def zoo(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
-    """``zoo(flavour)``: the folder of files that flavour wrote, written once per test run (shared by
-    xdist workers under a file lock)."""
-    filelock = pytest.importorskip("filelock")
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent
-
-    def get(flavour: str) -> Path:
-        if importlib.util.find_spec(FLAVOURS[flavour]) is None:
-            pytest.skip(f"{FLAVOURS[flavour]} is not installed (install the 'keras' extra)")
-        out = shared / f"zoo-{flavour}"
-        with filelock.FileLock(str(shared / f"zoo-{flavour}.lock")):
-            if not (out / "manifest.json").exists():
-                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
-                done = subprocess.run(
-                    [sys.executable, str(ZOO), flavour, str(out), str(out / "lambda-ran")],
-                    env=env, capture_output=True, text=True, timeout=600,
-                )
-                assert done.returncode == 0, done.stderr[-4000:]
-        return out
-
-    return get
 
 
 def _check_model(folder: Path, stem: str, semantics: str = "auto") -> list[str]:

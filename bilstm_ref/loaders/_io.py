@@ -192,8 +192,9 @@ class SafeZip:
     def read(self, member: str, limit: int) -> bytes:
         """The bytes of ``member``, checked against ``limit`` and the compression ratio before reading."""
         where = f"{self.name!r} member {member!r}"
+        stream = self.open(member, limit)
         try:
-            with self.open(member, limit) as fh:
+            with stream as fh:
                 data = fh.read(limit + 1)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
             raise CorruptFileError(f"{where}: cannot be read ({e})") from None

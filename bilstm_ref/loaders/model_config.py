@@ -341,9 +341,10 @@ def input_dim_from_graph(entries: list[LayerEntry], target: LayerEntry) -> Optio
     """The feature count the model feeds ``target`` when the graph says it directly: a Keras 3
     inbound tensor's recorded shape, or an InputLayer right before it (Sequential) or named as its
     inbound layer (Keras 2 functional). None when it depends on other layers."""
-    for _, obj in walk_objects(target.inbound, "$"):
-        if obj.get("class_name") == "__keras_tensor__" and isinstance(obj.get("config"), dict):
-            return _last_dim(obj["config"].get("shape"))
+    args, _ = _node_parts(target)  # the layer's input, not another tensor of the call (a mask, a state)
+    first = args[0] if args else None
+    if isinstance(first, dict) and first.get("class_name") == "__keras_tensor__" and isinstance(first.get("config"), dict):
+        return _last_dim(first["config"].get("shape"))
     siblings = [e for e in entries if e.scope == target.scope]
     by_name = {e.name: e for e in siblings}
     if isinstance(target.inbound, list) and target.inbound:  # Keras 2: [[["input_1", 0, 0, {}]]]

@@ -201,6 +201,8 @@ def read_inputs(path: str, specs: Sequence[InputSpec]) -> InputSource:
                 yield fh
 
         streams = [_NpyStream(open_npy, f"{name!r}")]
+    elif head.startswith(b"PK\x05\x06"):
+        raise InputDataError(f"{name!r}: empty .npz (no arrays); expected {[s.name for s in specs]}")
     elif head.startswith(b"PK"):
         streams = _npz_streams(name, specs)
     else:
