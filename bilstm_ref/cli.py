@@ -460,14 +460,30 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
     return statuses, skipped
 
 
-def _generate_model(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any], list[str]]:
-    from .fixtures import write_fixture
-    from .loaders import load_spec
+def _model_fixtures(args: argparse.Namespace) -> list[Any]:
+    """Every fixture a ``--model`` run records, before anything is written."""
+    if args.inputs is not None or args.real_data:
+        from .record import real_data_fixtures
+
+        return real_data_fixtures(args.model, args.inputs, args.layer, config=args.config, samples=args.samples,
+                                  seed=args.seed, time_steps=args.time)
+    from .loaders import inspect_file, load_spec
     from .record import model_fixtures
 
-    spec = load_spec(args.model, layer=args.layer, config=args.config)
-    fixtures = model_fixtures(spec, args.model, n_cases=args.cases, seed=args.seed, batch=args.batch,
-                              time=args.time, masks=args.masks, states=args.states)
+    names = args.layer or [r["name"] for r in inspect_file(args.model, config=args.config)["layers"] if r["supported"]]
+    if not names:
+        load_spec(args.model, config=args.config)  # raises, naming the model's layers
+    fixtures = []
+    for name in dict.fromkeys(names):
+        spec = load_spec(args.model, layer=name, config=args.config)
+        fixtures += model_fixtures(spec, args.model, n_cases=args.cases, seed=args.seed, batch=args.batch,
+                                   time=args.time, masks=args.masks, states=args.states)
+    return fixtures
+
+
+def _write_model_fixtures(args: argparse.Namespace, out_dir: Any, fixtures: list[Any]) -> tuple[list[Any], list[str]]:
+    from .fixtures import write_fixture
+
     statuses, skipped = [], []
     for f in fixtures:
         if (out_dir / f"{f.id}.json").exists() and not args.force:
@@ -493,18 +509,27 @@ def cmd_fixtures_generate(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, out_dir: Any) -> int:
-    from .fixtures import clean_stale_temps, directory_lock
+    from .fixtures import LOCK_NAME, clean_stale_temps, directory_lock
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with directory_lock(out_dir):
-        stale = clean_stale_temps(out_dir)
-        if stale:
-            print(f"removed {len(stale)} stale temp file(s) of an interrupted run", file=sys.stderr)
-        if args.model:
-            statuses, skipped = _generate_model(args, out_dir)
-        else:
-            statuses, skipped = _generate_matrix(args, out_dir)
+    fixtures = _model_fixtures(args) if args.model else []  # a model's answers: all computed before any write
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with directory_lock(out_dir):
+            stale = clean_stale_temps(out_dir)
+            if stale:
+                print(f"removed {len(stale)} stale temp file(s) of an interrupted run", file=sys.stderr)
+            if args.model:
+                statuses, skipped = _write_model_fixtures(args, out_dir, fixtures)
+            else:
+                statuses, skipped = _generate_matrix(args, out_dir)
+    except BaseException:
+        if created:  # a failed run leaves no empty output folder behind
+            with contextlib.suppress(OSError):
+                (out_dir / LOCK_NAME).unlink(missing_ok=True)
+                out_dir.rmdir()
+        raise
     counts = collections.Counter(s for _, s, _ in statuses)
     print(f"fixtures in {str(out_dir)!r}: {counts['written']} written, {counts['replaced']} replaced, "
           f"{counts['unchanged']} unchanged, {len(skipped)} existing kept ({time.perf_counter() - t0:.1f}s)")
@@ -591,7 +616,15 @@ def _add_fixtures(sub: Any) -> None:
     g.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None)
     g.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")
     g.add_argument("--model", default=None, help="record a layer of this model file instead of the matrix")
-    g.add_argument("--layer", default=None, help="the layer's name in --model")
+    g.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="a layer of --model (repeatable; default: every LSTM and Bidirectional layer)")
+    g.add_argument("--inputs", default=None, metavar="FILE",
+                   help="record --model's layers on your data (.npz / .npy, as for verify): each layer's real "
+                        "input, mask and Keras's outputs")
+    g.add_argument("--real-data", action="store_true",
+                   help="record --model's layers as the model computes them, on inputs generated from its input spec")
+    g.add_argument("--samples", type=_bounded(1, 1 << 16), default=32,
+                   help="with --inputs / --real-data: samples recorded (the first N; default 32)")
     g.add_argument("--config", default=None, help="architecture for a weights-only --model")
     g.add_argument("--cases", type=_bounded(1, 10_000), default=4, help="fixtures per model layer (default 4)")
     g.add_argument("--seed", type=_bounded(0, 2**32 - 1), default=0)

@@ -56,41 +56,69 @@ class Regression:
 
     def check(self, model: Union[str, Path], layer: Optional[str] = None,
               impl: Union[None, str, Callable[..., Any]] = None, config: Optional[Union[str, Path]] = None,
-              cases: int = 2, masks: bool = False, states: bool = False, seed: int = 0) -> None:
+              cases: int = 2, masks: bool = False, states: bool = False, seed: int = 0,
+              inputs: Optional[Union[str, Path]] = None, layers: Optional[list[str]] = None,
+              samples: int = 32) -> None:
         """Verify ``impl`` (default: the reference) against Keras's recorded answers for ``layer``.
 
         Args:
             model: the model file (``.keras``, ``.h5``, ``.weights.h5`` with ``config``), relative to
                 the test file's folder or absolute.
             impl: a factory ``spec -> callable`` or ``"package.module:factory"``.
-            cases, masks, states, seed: how the answers are recorded (see ``fixtures generate``).
+            cases, masks, states, seed: how synthetic answers are recorded (see ``fixtures generate``).
+            inputs: your data (``.npz`` / ``.npy``, as for ``bilstm-ref verify``, relative to the test
+                file's folder or absolute): the answers are recorded on its first ``samples`` samples,
+                each layer fed what it really receives in the model (its input, mask, states).
+            layers: with ``inputs``, the layers to record (default: every LSTM and Bidirectional(LSTM));
+                ``layer`` alone means ``[layer]``.
         """
         __tracebackhide__ = True
+        from .errors import BilstmRefError
         from .fixtures import read_fixture, scan, verify_fixture
         from .spec import resolve_factory
 
-        model_path = Path(model)
-        if not model_path.is_absolute():
-            model_path = Path(self._request.path).parent / model_path
+        model_path = self._path(model)
         force = bool(self._request.config.getoption(_REGEN, default=False))
         existing = scan(self.datadir).manifests if self.datadir.is_dir() else []
-        if force or not existing:
-            self._record(model_path, layer, config, cases, masks, states, seed, regenerated=bool(existing))
-        factory = resolve_factory(impl) if isinstance(impl, str) else impl
-        failures = []
-        for path in existing:
-            result = verify_fixture(read_fixture(path), factory=factory)
-            if result.status not in ("pass", "known-deviation"):
-                failures.append(result.describe())
+        try:
+            if force or not existing:
+                if inputs is not None:
+                    self._record_data(model_path, self._path(inputs), layers or ([layer] if layer else None), config,
+                                      samples, seed, regenerated=bool(existing))
+                else:
+                    self._record(model_path, layer, config, cases, masks, states, seed, regenerated=bool(existing))
+            factory = resolve_factory(impl) if isinstance(impl, str) else impl
+            results = [(path, verify_fixture(read_fixture(path), factory=factory)) for path in existing]
+        except BilstmRefError as e:  # a missing file, an unknown layer, bad data: one line, no library traceback
+            pytest.fail(f"bilstm_ref: {e}", pytrace=False)
+        failures = [r.describe() for _, r in results if r.status not in ("pass", "known-deviation")]
         if failures:
             pytest.fail(f"{len(failures)} of {len(existing)} recorded Keras answers not matched "
                         f"(fixtures in {self.datadir}):\n" + "\n".join(failures), pytrace=False)
 
+    def _path(self, p: Union[str, Path]) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() else Path(self._request.path).parent / path
+
+    def _record_data(self, model_path: Path, inputs: Path, layers: Optional[list[str]], config: Any, samples: int,
+                     seed: int, regenerated: bool) -> None:
+        __tracebackhide__ = True
+        from .errors import KerasUnavailableError
+        from .record import real_data_fixtures
+
+        try:
+            fixtures = real_data_fixtures(str(model_path), str(inputs), layers,
+                                          config=None if config is None else str(self._path(config)),
+                                          samples=samples, seed=seed)
+        except KerasUnavailableError as e:
+            pytest.fail(f"no recorded Keras answers in {self.datadir} and Keras is not installed ({e}); record "
+                        f"them where it is: pytest {_REGEN}, or bilstm-ref fixtures generate --model {model_path} "
+                        f"--inputs {inputs} --out {self.datadir}", pytrace=False)
+        self._publish(fixtures, model_path, regenerated)
     def _record(self, model_path: Path, layer: Optional[str], config: Any, cases: int, masks: bool, states: bool,
                 seed: int, regenerated: bool) -> None:
         __tracebackhide__ = True
         from .errors import KerasUnavailableError
-        from .fixtures import directory_lock, write_fixture
         from .loaders import load_spec
         from .record import model_fixtures
 
@@ -101,6 +129,12 @@ class Regression:
             pytest.fail(f"no recorded Keras answers in {self.datadir} and Keras is not installed ({e}); record "
                         f"them where it is: pytest {_REGEN}, or bilstm-ref fixtures generate --model {model_path} "
                         f"--layer {layer} --out {self.datadir}", pytrace=False)
+        self._publish(fixtures, model_path, regenerated)
+
+    def _publish(self, fixtures: list[Any], model_path: Path, regenerated: bool) -> None:
+        __tracebackhide__ = True
+        from .fixtures import directory_lock, write_fixture
+
         self.datadir.mkdir(parents=True, exist_ok=True)
         with directory_lock(self.datadir):
             for f in fixtures:

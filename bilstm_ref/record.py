@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .fixtures import Call, Fixture, provenance
 from .matrix import Case, mask_pattern, workarounds_for
 from .spec import LayerSpec, output_names
 
-__all__ = ["fixture_for_case", "model_fixtures", "CODE_PATH"]
+__all__ = ["fixture_for_case", "model_fixtures", "real_data_fixtures", "CODE_PATH"]
 
 CODE_PATH = "keras.layers LSTM/Bidirectional __call__, generic (non-cuDNN) kernel, CPU"
 
@@ -172,5 +172,60 @@ def model_fixtures(spec: LayerSpec, model_name: str, n_cases: int = 4, seed: int
             provenance={**provenance(versions, seed, "keras layer rebuilt from the parsed config, __call__, CPU"),
                         "model_file": Path(model_name).name, "model_keras_version": spec.provenance.get("keras_version"),
                         "semantics": spec.semantics},
+        ))
+    return out
+
+
+# --- a user's model on the user's data -----------------------------------------------------------
+def real_data_fixtures(model: str, inputs: Optional[str] = None, layers: Optional[Sequence[str]] = None, *,
+                       config: Optional[str] = None, samples: int = 32, seed: int = 0,
+                       time_steps: int = 16) -> list[Fixture]:
+    """One fixture per layer from the user's data: the layer's real input, the mask Keras passes it,
+    its initial states where wired, and Keras's outputs, captured in one forward pass of the whole model.
+
+    Args:
+        model: ``.keras``, legacy ``.h5`` or ``.weights.h5`` (with ``config``).
+        inputs: ``.npz`` / ``.npy`` as for :func:`bilstm_ref.verify_model`; its first ``samples``
+            samples are recorded. None: inputs generated from the model's input spec.
+        layers: layer names; None: every LSTM and Bidirectional(LSTM).
+    """
+    from .loaders import load_spec
+    from .verify.inputs import generated_inputs, read_inputs
+    from .verify.keras_model import KerasModel
+    from .verify.model import layer_policy, mask_sources_of, select_layers
+
+    km = KerasModel(model, config=config)
+    chosen, _ = select_layers(km, layers, model)
+    specs = {r.path: load_spec(model, layer=r.path, config=config) for r in chosen}  # the loaders' view
+    source = (read_inputs(inputs, km.input_specs()) if inputs is not None
+              else generated_inputs(km.input_specs(), samples=samples, time=time_steps, seed=seed))
+    offset, arrays = next(source.batches(samples))
+    masks = mask_sources_of(model, config)
+    with km.capture(list(specs)) as run:
+        captured = run(arrays)
+    versions = km.versions
+    stem = _slug(Path(model).name)
+    out = []
+    for path, spec in specs.items():
+        cap = captured[path]
+        names = output_names(spec, len(cap.outputs))
+        init = None if cap.initial_state is None else tuple(np.asarray(s) for s in cap.initial_state)
+        call = Call(np.asarray(cap.x), cap.mask, init,
+                    {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, cap.outputs, strict=True)})
+        policy = layer_policy(spec)
+        n = int(cap.x.shape[0])
+        out.append(Fixture(
+            id=f"{stem}-{_slug(path)}-data", spec=dataclasses.replace(spec, provenance={"semantics": spec.semantics}),
+            calls=(call,), output_names=names, tolerance=TOLERANCES[policy], tolerance_policy=policy,
+            flags={"model": Path(model).name, "layer": path, "real_data": True, "samples": n,
+                   "time": int(cap.x.shape[1]), "masked": cap.mask is not None, "mask_source": masks.get(path, ""),
+                   "initial_state": init is not None},
+            provenance={**provenance(versions, seed, "the whole model run by Keras on the data (the layer's call "
+                                     "recorded as Keras made it), compiled where TensorFlow is the backend, CPU"),
+                        "model_file": Path(model).name, "model_keras_version": km.info.get("keras_version"),
+                        "semantics": spec.semantics,
+                        "inputs": Path(inputs).name if inputs is not None else source.description,
+                        "inputs_sha256": source.sha256,
+                        "samples_recorded": n, "first_sample": offset},
         ))
     return out

@@ -197,3 +197,72 @@ def test_bad_requests_are_one_line_errors(vzoo: Path, zoo, tmp_path: Path, case:
     assert rc == 2
     assert err.startswith("error: ") and expect in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_real_data_fixtures_for_two_layers_verify_without_keras(vzoo: Path, tmp_path: Path) -> None:
+    import hashlib
+    import subprocess
+    import sys
+
+    from bilstm_ref.fixtures import read_fixture, scan
+
+    out = tmp_path / "fx"
+    data = vzoo / "text.data.npz"
+    assert main(["fixtures", "generate", "--model", str(vzoo / "text.keras"), "--inputs", str(data),
+                 "--layer", "bilstm1", "--layer", "bilstm2", "--samples", "20", "--out", str(out)]) == 0
+    manifests = scan(out).manifests
+    assert sorted(p.name for p in manifests) == ["text.keras-bilstm1-data.json", "text.keras-bilstm2-data.json"]
+    tokens = np.load(data)["tokens"][:20]
+    for path in manifests:
+        f = read_fixture(path)
+        (call,) = f.calls
+        np.testing.assert_array_equal(call.mask, tokens != 0)  # the data's own padding, as Keras passed it
+        assert call.x.shape[:2] == (20, 11) and f.flags["real_data"] is True
+        assert f.provenance["inputs_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+        assert f.provenance["inputs"] == "text.data.npz"  # a file name, never a path of the recording machine
+    code = ("import sys; from bilstm_ref.cli import main; rc = main(['fixtures', 'verify', sys.argv[1]]); "
+            "bad = [m for m in ('keras', 'tensorflow', 'tf_keras') if m in sys.modules]; "
+            "sys.exit(3 if bad else rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fixtures checked: 2  passed: 2" in done.stdout
+    assert main(["fixtures", "verify", str(out), "--impl", "broken_impls:swapped_gates"]) == 1
+
+
+def test_generate_without_layer_records_every_layer_and_a_failed_run_leaves_nothing(vzoo: Path, tmp_path: Path,
+                                                                                   capsys) -> None:
+    from bilstm_ref.fixtures import scan
+
+    every = tmp_path / "every"
+    assert main(["fixtures", "generate", "--model", str(vzoo / "text.keras"), "--cases", "1", "--out", str(every)]) == 0
+    assert sorted(p.name for p in scan(every).manifests) == ["text.keras-bilstm1-000.json", "text.keras-bilstm2-000.json"]
+    (tmp_path / "bad.npz").write_bytes(b"PK\x05\x06" + bytes(18))
+    failed = tmp_path / "failed"
+    assert main(["fixtures", "generate", "--model", str(vzoo / "text.keras"), "--inputs", str(tmp_path / "bad.npz"),
+                 "--out", str(failed)]) == 2
+    assert "empty .npz" in capsys.readouterr().err
+    assert not failed.exists()
+
+
+def test_pytest_plugin_records_real_data_once_then_verifies(vzoo: Path, pytester: pytest.Pytester) -> None:
+    import shutil
+
+    from bilstm_ref.fixtures import scan
+
+    shutil.copy(vzoo / "text.keras", pytester.path / "text.keras")
+    shutil.copy(vzoo / "text.data.npz", pytester.path / "text.data.npz")
+    pytester.makepyfile(test_text="""
+        def test_text(bilstm_ref_regression):
+            bilstm_ref_regression.check("text.keras", inputs="text.data.npz", layers=["bilstm1", "bilstm2"], samples=8)
+
+        def test_unknown_layer(bilstm_ref_regression):
+            bilstm_ref_regression.check("text.keras", inputs="text.data.npz", layers=["nope"])
+        """)
+    first = pytester.runpytest("-p", "no:cacheprovider")
+    first.assert_outcomes(failed=2)
+    first.stdout.fnmatch_lines(["*recorded 2 Keras answers for text.keras*review them*",
+                                "*bilstm_ref: *no LSTM / Bidirectional(LSTM) layer named 'nope'*"])
+    assert "Traceback" not in first.stdout.str()
+    assert len(scan(pytester.path / "test_text" / "test_text").manifests) == 2
+    second = pytester.runpytest("-p", "no:cacheprovider", "test_text.py::test_text")
+    second.assert_outcomes(passed=1)

@@ -112,21 +112,30 @@ class VerifyResult:
         return "\n".join(lines)
 
 
-def _policy(spec: LayerSpec) -> str:
-    cfg = spec.config if spec.class_name == "LSTM" else spec.config
+def layer_policy(spec: LayerSpec) -> str:
+    """The layer's Keras dtype policy (``float32`` when the config names none or an unknown one)."""
     try:
-        return policy_name(cfg.get("dtype"))
+        return policy_name(spec.config.get("dtype"))
     except BilstmRefError:
         return "float32"
 
 
 def _tolerance(spec: LayerSpec, backend: str, override: Union[None, Tolerance, TolerancePolicy]) -> Any:
-    base = tolerance_for(_policy(spec), backend)
+    base = tolerance_for(layer_policy(spec), backend)
     if override is None:
         return TolerancePolicy(base)
     if isinstance(override, Tolerance):
         return TolerancePolicy(override)
     return override.with_base(base)
+
+
+def select_layers(km: Any, wanted: Optional[Sequence[str]], model: str) -> tuple[list[Any], list[Any]]:
+    """(the chosen LSTM / Bidirectional(LSTM) layers in model order, the other recurrent layers) of a
+    :class:`~bilstm_ref.verify.keras_model.KerasModel`; every name in ``wanted`` must match one."""
+    recurrent = km.recurrent_layers()
+    candidates = [r for r in recurrent if r.candidate]
+    others = [r for r in recurrent if not r.candidate]
+    return _select(candidates, others, wanted, km.all_layers(), model), others
 
 
 def _select(candidates: list[Any], others: list[Any], wanted: Optional[Sequence[str]], everything: list[str],
@@ -155,7 +164,7 @@ def _select(candidates: list[Any], others: list[Any], wanted: Optional[Sequence[
     return sorted(chosen, key=candidates.index)  # model order: an upstream layer runs before its consumers
 
 
-def _mask_sources(path: str, config: Optional[str]) -> dict[str, str]:
+def mask_sources_of(path: str, config: Optional[str]) -> dict[str, str]:
     from ..loaders.files import mask_sources
 
     try:
@@ -209,13 +218,10 @@ def verify_model(
     factory: Factory = reference_factory if impl is None else (resolve_factory(impl) if isinstance(impl, str) else impl)
     impl_name = "the reference" if impl is None else (impl if isinstance(impl, str) else getattr(impl, "__name__", repr(impl)))
     km = KerasModel(model, config=config)
-    recurrent = km.recurrent_layers()
-    candidates = [r for r in recurrent if r.candidate]
-    others = [r for r in recurrent if not r.candidate]
-    chosen = _select(candidates, others, layers, km.all_layers(), model)
+    chosen, others = select_layers(km, layers, model)
     source: InputSource = (read_inputs(inputs, km.input_specs()) if inputs is not None
                            else generated_inputs(km.input_specs(), samples=samples, time=time_steps, seed=seed))
-    masks = _mask_sources(model, config)
+    masks = mask_sources_of(model, config)
     backend = km.versions["backend"]
     verdicts: dict[str, LayerVerdict] = {}
     runners: dict[str, tuple[Any, Any, LayerSpec]] = {}
@@ -276,7 +282,7 @@ def verify_model(
                 v.reason += ("; every element off belongs to a sample with padding: check that the implementation "
                              "receives and applies the mask Keras passes (" + (v.mask_source or "see inspect") + ")")
     out = list(verdicts.values()) + [LayerVerdict(o.path, o.class_name, "not-verified", o.reason) for o in others]
-    order = {r.path: i for i, r in enumerate(recurrent)}
+    order = {r.path: i for i, r in enumerate(km.recurrent_layers())}
     out.sort(key=lambda v: order.get(v.path, 0))
     return VerifyResult(model=str(model), format=km.info["format"], semantics=km.semantics, versions=km.versions,
                         impl=impl_name, inputs=source.as_dict(), batch_size=batch_size, layers=out,
