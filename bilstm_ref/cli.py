@@ -306,7 +306,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     result = verify_model(args.model, inputs=args.inputs, layers=args.layer, config=args.config,
                           batch_size=args.batch_size, impl=args.impl,
                           tolerance=tolerance_from_args(args.atol, args.rtol, args.ulp, args.tol_output or []),
-                          samples=args.samples, time_steps=args.time, seed=args.seed, progress=progress.update)
+                          samples=args.samples, time_steps=args.time, seed=args.seed, dtype=args.dtype,
+                          progress=progress.update)
     progress.close()
     data = result.as_dict()
     data["argv"] = list(getattr(args, "argv", []))
@@ -353,6 +354,8 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--samples", type=_bounded(1, 1 << 20), default=12, help="generated inputs: samples (default 12)")
     v.add_argument("--time", type=_bounded(1, 100_000), default=16, help="generated inputs: time steps (default 16)")
     v.add_argument("--seed", type=_bounded(0, 2**32 - 1), default=0, help="generated inputs: seed")
+    v.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                   help="reference compute dtype (default float64; float32 is about twice as fast)")
     v.add_argument("--json", default=None, metavar="FILE", help="write the whole result as JSON")
     v.add_argument("--report", default=None, metavar="DIR", help="write verify.md, verify.html, verify.json and plots")
     v.add_argument("--no-plots", action="store_true", help="with --report: no PNG plots (no matplotlib needed)")
@@ -512,8 +515,10 @@ def _generate(args: argparse.Namespace, out_dir: Any) -> int:
     from .fixtures import LOCK_NAME, clean_stale_temps, directory_lock
 
     t0 = time.perf_counter()
-    fixtures = _model_fixtures(args) if args.model else []  # a model's answers: all computed before any write
     created = not out_dir.exists()
+    # A model's answers are all computed before anything is written: into a new folder before it is made
+    # (a failure leaves nothing), into an existing one under its lock (another run is refused first).
+    fixtures = _model_fixtures(args) if args.model and created else None
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         with directory_lock(out_dir):
@@ -521,6 +526,7 @@ def _generate(args: argparse.Namespace, out_dir: Any) -> int:
             if stale:
                 print(f"removed {len(stale)} stale temp file(s) of an interrupted run", file=sys.stderr)
             if args.model:
+                fixtures = _model_fixtures(args) if fixtures is None else fixtures
                 statuses, skipped = _write_model_fixtures(args, out_dir, fixtures)
             else:
                 statuses, skipped = _generate_matrix(args, out_dir)

@@ -140,7 +140,7 @@ def test_streamed_statistics_equal_the_one_shot_comparison(rng) -> None:
     diffs = np.abs(actual - expected)
     assert got.mean_abs == pytest.approx(diffs.mean(), rel=1e-12)
     exact = np.quantile(diffs, 0.99)
-    assert exact <= got.p99_abs <= exact * 10 ** 0.1 * 1.0001  # within one histogram bin above
+    assert exact <= got.p99_abs <= exact * 1.25  # within one histogram slot above
     np.testing.assert_array_equal(got.error_by_t, diffs.max(axis=(0, 2)))
     assert got.off_padded_only  # the only element off is in the padded sample
 

@@ -156,6 +156,15 @@ def test_two_input_model_by_name_and_by_position(vzoo: Path, tmp_path: Path) -> 
         assert [v.path for v in result.layers] == ["lstm_ids", "bi_signal"]
 
 
+def test_initial_states_wired_in_the_model_are_captured(vzoo: Path) -> None:
+    result = br.verify_model(str(vzoo / "enc_dec.keras"), samples=5, batch_size=2)
+    assert result.ok, result.describe()
+    by = {v.path: v for v in result.layers}
+    assert [o.name for o in by["encoder"].isolated] == ["output", "h", "c"]
+    assert by["decoder"].initial_states and not by["encoder"].initial_states
+    assert by["decoder"].upstream is None  # fed by an input, not by the encoder's output: no chain
+
+
 @pytest.mark.parametrize("case", ["no_lstm", "unknown_layer", "wrong_names", "out_of_vocab", "float_tokens",
                                   "wrong_time", "empty", "npy_for_two_inputs", "lambda"])
 def test_bad_requests_are_one_line_errors(vzoo: Path, zoo, tmp_path: Path, case: str,
@@ -266,3 +275,14 @@ def test_pytest_plugin_records_real_data_once_then_verifies(vzoo: Path, pytester
     assert len(scan(pytester.path / "test_text" / "test_text").manifests) == 2
     second = pytester.runpytest("-p", "no:cacheprovider", "test_text.py::test_text")
     second.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_inspect_says_where_each_layer_gets_its_mask(vzoo: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(vzoo / f"text.{fmt}")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("mask from emb: Embedding(mask_zero=True)") == 2  # bilstm1, and bilstm2 through Dropout
+    assert main(["inspect", str(vzoo / "mixed.keras"), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
+    assert rows["lstm"]["mask"] == "mask from masking: Masking(mask_value=0.0)"
+    assert rows["gru"]["mask"] == "mask from masking: Masking(mask_value=0.0)"

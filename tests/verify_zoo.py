@@ -9,6 +9,7 @@
   recurrent layer that is not verified beside one that is.
 - ``dense_only.keras``: no recurrent layer at all.
 - ``two_inputs.keras``: two inputs (tokens and a float sequence), each into its own LSTM.
+- ``enc_dec.keras``: an encoder LSTM whose final states are the decoder LSTM's initial states.
 
 Weights are random with per-gate scales and saturating units (``model_zoo.randomize``).
 """
@@ -67,7 +68,13 @@ def main() -> None:
     b = L.Bidirectional(L.LSTM(2), name="bi_signal")(f_in)
     two = keras.Model([t_in, f_in], L.Concatenate(name="cat")([a, b]), name="two_inputs")
 
-    for model in (text, mixed, dense_only, two):
+    enc_in = keras.Input((T, 3), name="source")
+    dec_in = keras.Input((T, 2), name="target")
+    _, h_enc, c_enc = L.LSTM(4, return_state=True, name="encoder")(enc_in)
+    dec = L.LSTM(4, return_sequences=True, name="decoder")(dec_in, initial_state=[h_enc, c_enc])
+    enc_dec = keras.Model([enc_in, dec_in], L.Dense(2, name="head")(dec), name="enc_dec")
+
+    for model in (text, mixed, dense_only, two, enc_dec):
         for layer in lstm_layers(model):
             randomize(layer, rng)
         for layer in model.layers:
@@ -79,6 +86,7 @@ def main() -> None:
     mixed.save(os.path.join(out, "mixed.keras"))
     dense_only.save(os.path.join(out, "dense_only.keras"))
     two.save(os.path.join(out, "two_inputs.keras"))
+    enc_dec.save(os.path.join(out, "enc_dec.keras"))
     np.savez(os.path.join(out, "text.data.npz"), tokens=tokens(rng, 40))
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump({"keras": keras.__version__, "vocab": VOCAB, "time": T}, f)

@@ -43,7 +43,9 @@ def _header(d: dict[str, Any]) -> list[str]:
     return [f"model: {d['model']} ({d['format']}, {d['semantics']} semantics)",
             f"against: {versions}",
             f"implementation: {d['impl']}",
-            f"inputs: {inputs['source']}{sha}; batch size {d['batch_size']}; {d['wall_s']:.1f} s"]
+            f"inputs: {inputs['source']}{sha}; batch size {d['batch_size']}",
+            f"time: {d['wall_s']:.1f} s" + (" (" + ", ".join(f"{k} {v:.1f} s" for k, v in d["timings_s"].items()) + ")"
+                                           if d.get("timings_s") else "")]
 
 
 def render_text(d: dict[str, Any]) -> str:
@@ -69,6 +71,8 @@ def render_text(d: dict[str, Any]) -> str:
         lines.append(head)
         if v.get("samples_masked"):
             lines.append(f"  {v['samples_masked']} sample(s) arrive with padding (the mask Keras passes)")
+        if v.get("initial_states"):
+            lines.append("  initial states: wired in the model; both sides are given the states Keras passed")
         if v.get("upstream"):
             via = f" through {', '.join(v['via'])}" if v.get("via") else ""
             lines.append(f"  chained: fed its own output of {v['upstream']}{via}")

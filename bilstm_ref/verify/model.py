@@ -54,6 +54,7 @@ class LayerVerdict:
     isolated: list[OutputStats] = dataclasses.field(default_factory=list)
     chained: Optional[list[OutputStats]] = None
     samples_masked: int = 0  # samples whose mask (as Keras passed it) hides at least one step
+    initial_states: bool = False  # Keras passed initial states wired in the model (fed to the implementation too)
 
     @property
     def chained_over_tolerance(self) -> bool:
@@ -65,7 +66,7 @@ class LayerVerdict:
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "class_name": self.class_name, "status": self.status, "reason": self.reason,
                 "mask_source": self.mask_source, "upstream": self.upstream, "via": list(self.via),
-                "samples_masked": self.samples_masked,
+                "samples_masked": self.samples_masked, "initial_states": self.initial_states,
                 "isolated": [o.as_dict() for o in self.isolated],
                 "chained": None if self.chained is None else [o.as_dict() for o in self.chained]}
 
@@ -86,6 +87,7 @@ class VerifyResult:
     batch_size: int
     layers: list[LayerVerdict]
     wall: float
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds: keras, implementation, statistics
 
     @property
     def selected(self) -> list[LayerVerdict]:
@@ -101,6 +103,7 @@ class VerifyResult:
         return {"schema_version": SCHEMA_VERSION, "kind": "verify", "bilstm_ref": __version__, "ok": self.ok,
                 "model": self.model, "format": self.format, "semantics": self.semantics, "versions": self.versions,
                 "impl": self.impl, "inputs": self.inputs, "batch_size": self.batch_size, "wall_s": self.wall,
+                "timings_s": self.timings,
                 "layers": [v.as_dict() for v in self.layers]}
 
     def describe(self) -> str:
@@ -185,6 +188,7 @@ def verify_model(
     samples: int = 12,
     time_steps: int = 16,
     seed: int = 0,
+    dtype: Optional[str] = None,
     progress: Optional[Progress] = None,
 ) -> VerifyResult:
     """Verify every LSTM / Bidirectional(LSTM) of a saved model on the user's data.
@@ -204,6 +208,8 @@ def verify_model(
             ``"package.module:factory"``; None: the reference.
         tolerance: overrides of the per-dtype-policy default (a :class:`Tolerance` or
             :class:`TolerancePolicy`).
+        dtype: the reference's compute dtype, ``"float64"`` (default: the truth a float32 Keras is
+            judged against) or ``"float32"`` (about twice as fast; judged at the same tolerance).
         progress: called as ``progress(samples_done, samples_total)`` after each batch.
 
     Returns:
@@ -215,8 +221,12 @@ def verify_model(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
     t0 = time.perf_counter()
-    factory: Factory = reference_factory if impl is None else (resolve_factory(impl) if isinstance(impl, str) else impl)
-    impl_name = "the reference" if impl is None else (impl if isinstance(impl, str) else getattr(impl, "__name__", repr(impl)))
+    if impl is None:
+        def factory(spec: LayerSpec) -> Any:
+            return reference_factory(spec, dtype=dtype)
+    else:
+        factory = resolve_factory(impl) if isinstance(impl, str) else impl
+    impl_name = f"the reference ({dtype or 'float64'})" if impl is None else (impl if isinstance(impl, str) else getattr(impl, "__name__", repr(impl)))
     km = KerasModel(model, config=config)
     chosen, others = select_layers(km, layers, model)
     source: InputSource = (read_inputs(inputs, km.input_specs()) if inputs is not None
@@ -241,10 +251,13 @@ def verify_model(
     live = [p for p in verdicts if p in runners]
     stats: dict[tuple[str, str], list[ErrorStats]] = {}
     done = 0
+    clock = {"keras": 0.0, "implementation": 0.0, "statistics": 0.0}
     if live:
         with km.capture(live) as run:
             for offset, arrays in source.batches(batch_size):
+                t_keras = time.perf_counter()
                 captured = run(arrays)
+                clock["keras"] += time.perf_counter() - t_keras
                 chained_out: dict[str, np.ndarray] = {}
                 for path in live:
                     v = verdicts[path]
@@ -256,13 +269,15 @@ def verify_model(
                     tol = _tolerance(spec, backend, tolerance)
                     if cap.mask is not None:
                         v.samples_masked += int(np.count_nonzero(~cap.mask.all(axis=1)))
+                    v.initial_states = v.initial_states or cap.initial_state is not None
                     try:
-                        iso = _call(iso_impl, cap.x, cap.mask, cap.initial_state, len(names))
-                        _update(stats, (path, "isolated"), names, tol, cap, iso, offset)
+                        iso = _call(iso_impl, cap.x, cap.mask, cap.initial_state, len(names), clock)
+                        _update(stats, (path, "isolated"), names, tol, cap, iso, offset, clock)
                         chained_out[path] = iso[0]
                         if chain_impl is not None and v.upstream in chained_out:
-                            chain = _call(chain_impl, chained_out[v.upstream], cap.mask, cap.initial_state, len(names))
-                            _update(stats, (path, "chained"), names, tol, cap, chain, offset)
+                            chain = _call(chain_impl, chained_out[v.upstream], cap.mask, cap.initial_state, len(names),
+                                          clock)
+                            _update(stats, (path, "chained"), names, tol, cap, chain, offset, clock)
                             chained_out[path] = chain[0]
                     except Exception as e:  # the implementation under test raised: its error, named
                         v.status = "error"
@@ -286,12 +301,14 @@ def verify_model(
     out.sort(key=lambda v: order.get(v.path, 0))
     return VerifyResult(model=str(model), format=km.info["format"], semantics=km.semantics, versions=km.versions,
                         impl=impl_name, inputs=source.as_dict(), batch_size=batch_size, layers=out,
-                        wall=time.perf_counter() - t0)
+                        wall=time.perf_counter() - t0, timings=clock)
 
 
-def _call(impl: Any, x: np.ndarray, mask: Optional[np.ndarray], init: Optional[list[np.ndarray]], n: int
-          ) -> list[np.ndarray]:
+def _call(impl: Any, x: np.ndarray, mask: Optional[np.ndarray], init: Optional[list[np.ndarray]], n: int,
+          clock: dict[str, float]) -> list[np.ndarray]:
+    t0 = time.perf_counter()
     out = impl(x, mask=mask, initial_state=init)
+    clock["implementation"] += time.perf_counter() - t0
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     if len(outs) != n:
         raise BilstmRefError(f"returned {len(outs)} outputs, Keras returns {n}")
@@ -299,7 +316,9 @@ def _call(impl: Any, x: np.ndarray, mask: Optional[np.ndarray], init: Optional[l
 
 
 def _update(stats: dict[tuple[str, str], list[ErrorStats]], key: tuple[str, str], names: Sequence[str], tol: Any,
-            cap: Any, actual: list[np.ndarray], offset: int) -> None:
+            cap: Any, actual: list[np.ndarray], offset: int, clock: dict[str, float]) -> None:
+    t0 = time.perf_counter()
     acc = stats.setdefault(key, [ErrorStats(n, tol.for_output(n)) for n in names])
     for s, expected, got in zip(acc, cap.outputs, actual, strict=True):
         s.update(expected, got, offset, cap.mask)
+    clock["statistics"] += time.perf_counter() - t0
