@@ -36,6 +36,15 @@ def _worst(outputs: Optional[list[dict[str, Any]]]) -> Optional[dict[str, Any]]:
     return max(outputs, key=lambda o: (o.get("tol_used") is None, o.get("tol_used") or 0.0))
 
 
+def _worst_cells(v: dict[str, Any]) -> list[str]:
+    """The worst output of a layer, isolated and chained: ``"output 2.9e-07 (0.019 tol)"`` or ``"-"``."""
+    cells = []
+    for mode in ("isolated", "chained"):
+        o = _worst(v.get(mode))
+        cells.append("-" if o is None else f"{o['name']} {_e(o['max_abs'])} ({(o['tol_used'] or 0):.2g} tol)")
+    return cells
+
+
 def _header(d: dict[str, Any]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in d["versions"].items())
     inputs = d["inputs"]
@@ -56,10 +65,7 @@ def render_text(d: dict[str, Any]) -> str:
     cw = max([len(v["class_name"]) for v in layers] + [5])
     lines.append(f"{'layer':<{w}}  {'class':<{cw}}  {'status':<12}  {'isolated worst':<28}  {'chained worst':<28}  mask")
     for v in layers:
-        cells = []
-        for mode in ("isolated", "chained"):
-            o = _worst(v.get(mode))
-            cells.append("-" if o is None else f"{o['name']} {_e(o['max_abs'])} ({(o['tol_used'] or 0):.2g} tol)")
+        cells = _worst_cells(v)
         lines.append(f"{v['path']:<{w}}  {v['class_name']:<{cw}}  {v['status']:<12}  {cells[0]:<28}  {cells[1]:<28}  "
                      f"{v.get('mask_source') or '-'}")
     for v in layers:
@@ -106,10 +112,7 @@ def render_markdown(d: dict[str, Any], images: dict[str, str]) -> str:
     out = [f"# bilstm_ref verify: {verdict}", ""] + [f"- {line}" for line in _header(d)] + [""]
     out += ["| layer | class | status | mask | isolated worst | chained worst |", "|---|---|---|---|---|---|"]
     for v in d["layers"]:
-        cells = []
-        for mode in ("isolated", "chained"):
-            o = _worst(v.get(mode))
-            cells.append("-" if o is None else f"{o['name']} {_e(o['max_abs'])} ({(o['tol_used'] or 0):.2g} of tol)")
+        cells = _worst_cells(v)
         out.append(f"| {v['path']} | {v['class_name']} | {v['status']} | {v.get('mask_source') or '-'} | "
                    f"{cells[0]} | {cells[1]} |")
     for v in d["layers"]:
@@ -146,10 +149,7 @@ def render_html(d: dict[str, Any], images: dict[str, str]) -> str:
     parts.append("</table><table id='layers'><tr><th class='l'>layer</th><th class='l'>class</th><th>status</th>"
                  "<th class='l'>mask</th><th>isolated worst</th><th>chained worst</th></tr>")
     for v in d["layers"]:
-        cells = []
-        for mode in ("isolated", "chained"):
-            o = _worst(v.get(mode))
-            cells.append("-" if o is None else f"{o['name']} {_e(o['max_abs'])}")
+        cells = _worst_cells(v)
         status = v["status"] if v["status"] != "unsupported" else "error"
         parts.append(f"<tr class='{escape(status)}'><td class='l'>{escape(v['path'])}</td>"
                      f"<td class='l'>{escape(v['class_name'])}</td><td data-status='{escape(v['status'])}'>"
