@@ -8,6 +8,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -132,16 +133,30 @@ def _matrix_cases(args: argparse.Namespace) -> list[Any]:
     return shard(matrix.select(pool, args.k), getattr(args, "shard", None))
 
 
+#: What installs each Keras backend (torch: the CPU build the project tests with).
+BACKEND_INSTALL = {"tensorflow": "pip install 'bilstm_ref[keras]'", "jax": "pip install jax",
+                   "torch": "pip install torch==2.13.0"}
+
+
+def _check_backend(backend: Optional[str]) -> None:
+    import importlib.util
+
+    if backend and importlib.util.find_spec(backend) is None:
+        raise BilstmRefError(f"--backend {backend}: {backend} is not installed; install it with: {BACKEND_INSTALL[backend]}")
+
+
 def _run_live(args: argparse.Namespace, cases: list[Any]) -> tuple[list[Any], dict[str, str], float]:
     from .harness import run_matrix
     from .oracle import keras_available
 
     if not keras_available():
         raise BilstmRefError("Keras is not installed; install the oracle with: pip install 'bilstm_ref[keras]'")
+    _check_backend(getattr(args, "backend", None))
     options = _options(args)
     what = options.impl or "the reference"
     print(f"running {len(cases)} matrix cases: {what} against Keras ({args.backend or 'default backend'}), "
-          f"{min(options.jobs, max(1, len(cases) // 24))} process(es)", file=sys.stderr)
+          f"{min(options.jobs, max(1, len(cases) // 24))} process(es); starting them (each imports Keras, ~10 s)",
+          file=sys.stderr, flush=True)
     progress = _Progress(len(cases))
     try:
         return run_matrix(cases, options, progress.advance)
@@ -151,14 +166,14 @@ def _run_live(args: argparse.Namespace, cases: list[Any]) -> tuple[list[Any], di
 
 def cmd_check(args: argparse.Namespace) -> int:
     cases = _matrix_cases(args)
-    if args.list:
-        for c in cases:
-            print(c.id)
-        return 0
     if not cases:
         print(f"error: no matrix case matches {args.k}" + (f" in shard {args.shard}" if args.shard else ""),
               file=sys.stderr)
         return 2
+    if args.list:
+        for c in cases:
+            print(c.id)
+        return 0
     results, versions, wall = _run_live(args, cases)
     _summary(results, wall, versions, impl=args.impl)
     if args.json:
@@ -222,11 +237,12 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
     if unknown:
         raise BilstmRefError(f"--backends: unknown {unknown}; expected tensorflow, jax, torch")
     board = run_scoreboard(args.out, backends, args.k, args.jobs, extra=("--suite", args.suite))
-    print(render_markdown(board))
     ran = [s for s in board["backends"].values() if s["status"] == "ran"]
     if not ran:
-        print("error: no backend ran", file=sys.stderr)
+        reasons = "; ".join(f"{b}: {s.get('reason', s['status'])}" for b, s in board["backends"].items())
+        print(f"error: no backend ran, nothing written ({reasons})", file=sys.stderr)
         return 2
+    print(render_markdown(board))
     print(f"written: {args.out}/scoreboard.md, scoreboard.json, check-<backend>.json")
     return 1 if any(s["counts"]["fail"] or s["counts"]["error"] for s in ran) else 0
 
@@ -366,7 +382,7 @@ def _add_verify(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bilstm-ref", description="Keras LSTM / Bidirectional(LSTM) reference verifier")
     p.add_argument("--version", action="version", version=f"bilstm-ref {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", metavar="{check,inspect,verify,fixtures,report,scoreboard}", required=True)
     c = sub.add_parser("check", help="run the conformance matrix against the installed Keras")
     c.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                    help="Keras backend (sets KERAS_BACKEND); default: Keras's configured backend")
@@ -612,7 +628,7 @@ def cmd_fixtures_diff(args: argparse.Namespace) -> int:
 
 def _add_fixtures(sub: Any) -> None:
     f = sub.add_parser("fixtures", help="record Keras's answers as fixtures; verify them without Keras")
-    fsub = f.add_subparsers(dest="fixtures_command", required=True)
+    fsub = f.add_subparsers(dest="fixtures_command", metavar="{generate,verify,diff}", required=True)
     g = fsub.add_parser("generate", help="record fixtures from live Keras (the matrix, or --model FILE --layer NAME)")
     g.add_argument("--out", required=True, help="fixture directory (created if missing)")
     g.add_argument("--force", action="store_true", help="rewrite existing fixtures")
@@ -702,14 +718,29 @@ def _add_inspect(sub: Any) -> None:
     i.set_defaults(func=cmd_inspect)
 
 
+#: Commands that may import Keras (and so TensorFlow, whose native log lines are kept out of the output).
+_KERAS_COMMANDS = frozenset({"check", "report", "fixtures", "verify"})
+_PY_ARGUMENT = re.compile(r"(?<![\w-])(layer|config)=(?=[\s:;,)]|$)")
+
+
+def _flag_words(message: str) -> str:
+    """The library names its Python arguments (``layer=``, ``config=``); the command line names flags."""
+    return _PY_ARGUMENT.sub(lambda m: f"--{m.group(1)}", message)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
+        if args.command in _KERAS_COMMANDS:
+            from ._native_logs import native_logs_hidden
+
+            with native_logs_hidden():
+                return int(args.func(args))
         return int(args.func(args))
     except BilstmRefError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_flag_words(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # fixtures already published stay whole; temp files are removed or reported
         print("interrupted", file=sys.stderr)

@@ -54,7 +54,7 @@ from .errors import (
 )
 from .loaders import limits
 from .loaders._io import SafeZip, open_local_file, parse_json, read_bounded
-from .runner import call_label, run_calls
+from .runner import call_label, crash_report, implementation_frames, run_calls
 from .spec import LayerSpec, build, reference_factory
 
 __all__ = [
@@ -120,6 +120,7 @@ class FixtureResult:
     message: str = ""
     deviation: Optional[str] = None
     flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+    traceback: str = ""  # the whole traceback when the implementation raised
 
     @property
     def failures(self) -> list[OutputResult]:
@@ -127,7 +128,7 @@ class FixtureResult:
 
     def describe(self) -> str:
         head = f"{self.id}: {self.status}" + (f" ({self.message})" if self.message else "")
-        return "\n".join([head] + ["  " + o.describe() for o in self.failures])
+        return "\n".join([head] + ["  " + o.describe() for o in self.failures] + implementation_frames(self.traceback))
 
 
 # --- encoding -----------------------------------------------------------------------------------
@@ -675,7 +676,8 @@ def verify_fixture(fixture: Fixture, factory: Optional[Factory] = None, dtype: A
         actual = _run(fixture, impl)
         results = _compare(fixture, actual, tol)
     except Exception as e:  # an implementation's crash is that fixture's verdict
-        return FixtureResult(fixture.id, "error", [], message=f"{type(e).__name__}: {e}", flags=fixture.flags)
+        message, trace = crash_report(e)
+        return FixtureResult(fixture.id, "error", [], message=message, flags=fixture.flags, traceback=trace)
     if all(r.ok for r in results):
         return FixtureResult(fixture.id, "pass", results, flags=fixture.flags)
     if fixture.deviation:

@@ -125,7 +125,7 @@ def apply_expected(result: Any, case_id: str, options: RunOptions) -> Any:
 def run_chunk(ids: list[str]) -> list[Any]:
     """Worker: judge matrix cases against live Keras."""
     from . import matrix
-    from .runner import ERROR, CaseResult, judge
+    from .runner import ERROR, CaseResult, crash_report, judge
 
     assert _OPTIONS is not None
     out = []
@@ -146,7 +146,8 @@ def run_chunk(ids: list[str]) -> list[Any]:
             result = judge(case, keras_outputs, _ORACLE.backend, factory=_FACTORY, tol=_OPTIONS.tolerance,
                            dtype=_OPTIONS.dtype)
         except Exception as exc:  # a crash in one case is that case's verdict, not the run's end
-            result = CaseResult(case, ERROR, [], message=f"{type(exc).__name__}: {exc}")
+            message, trace = crash_report(exc)
+            result = CaseResult(case, ERROR, [], message=message, traceback=trace)
         out.append(apply_expected(result, cid, _OPTIONS))
     return out
 
@@ -252,6 +253,7 @@ def record_of(result: Any) -> dict[str, Any]:
         "message": result.message,
         "outputs": [o.as_dict() for o in result.outputs],
         "failing_outputs": [o.name for o in result.outputs if not o.ok],
+        "traceback": getattr(result, "traceback", "") or None,
     }
 
 

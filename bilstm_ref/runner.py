@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import traceback
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -11,7 +13,7 @@ from .compare import OutputResult, Tolerance, TolerancePolicy, compare, toleranc
 from .matrix import Case, deviations_for
 from .spec import LayerSpec, reference_factory
 
-__all__ = ["CaseResult", "run_impl", "run_calls", "judge", "output_label", "call_label", "Factory"]
+__all__ = ["CaseResult", "run_impl", "run_calls", "judge", "output_label", "call_label", "crash_report", "Factory"]
 
 Factory = Callable[[LayerSpec], Any]
 Outputs = list[dict[str, np.ndarray]]
@@ -28,6 +30,7 @@ class CaseResult:
     outputs: list[OutputResult]
     deviation: Optional[str] = None  # name of the KnownDeviation Keras matched
     message: str = ""
+    traceback: str = ""  # the whole traceback when the implementation raised
 
     @property
     def failures(self) -> list[OutputResult]:
@@ -36,7 +39,43 @@ class CaseResult:
     def describe(self) -> str:
         lines = [f"{self.case.id}: {self.status}" + (f" ({self.message})" if self.message else "")]
         lines += ["  " + o.describe() for o in (self.failures or [])]
+        lines += implementation_frames(self.traceback)
         return "\n".join(lines)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _theirs(filename: str) -> bool:
+    """A frame of the implementation under test: not bilstm_ref's, not NumPy's."""
+    path = os.path.abspath(filename)
+    return not path.startswith(_PACKAGE_DIR + os.sep) and f"{os.sep}numpy{os.sep}" not in path
+
+
+def crash_report(exc: BaseException, who: str = "") -> tuple[str, str]:
+    """(one line: the exception and where it was raised, the whole traceback) of an implementation's crash.
+
+    The place is the innermost frame outside bilstm_ref and NumPy: the implementation's own code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if _theirs(f.filename)]
+    where = (mine or frames)[-1] if frames else None
+    at = f" at {where.filename}:{where.lineno} in {where.name}" if where is not None else ""
+    return f"{who}{type(exc).__name__}: {exc}{at}", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def implementation_frames(text: str, most: int = 4) -> list[str]:
+    """The last ``most`` frames of the implementation in a formatted traceback, as indented lines."""
+    if not text:
+        return []
+    lines = text.splitlines()
+    frames = [(i, line) for i, line in enumerate(lines) if line.startswith('  File "')]
+    keep = [(i, line) for i, line in frames if _theirs(line.split('"')[1])][-most:]
+    out = ["  raised in:"]
+    for i, line in keep:
+        out.append("  " + line.strip())
+        if i + 1 < len(lines) and lines[i + 1].startswith("    ") and not lines[i + 1].startswith('  File "'):
+            out.append("      " + lines[i + 1].strip())
+    return out if keep else []
 
 
 def call_label(calls: Sequence[Any], call: int, name: str) -> str:

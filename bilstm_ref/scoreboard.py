@@ -29,13 +29,17 @@ def run_scoreboard(out_dir: str, backends: Sequence[str], patterns: Optional[Seq
                    jobs: Optional[str] = None, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Run ``bilstm-ref check --backend B --json`` for each backend in a fresh process; combine."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Any] = {}
     for backend in backends:
-        if not installed(backend):
-            runs[backend] = {"status": "not installed", "reason": f"pip install {BACKENDS[backend]}"
-                             + ("==2.13.0" if backend == "torch" else "")}
+        if importlib.util.find_spec("keras") is None:
+            runs[backend] = {"status": "not installed", "reason": "Keras is not installed: pip install 'bilstm_ref[keras]'"}
             continue
+        if not installed(backend):
+            runs[backend] = {"status": "not installed", "reason": f"{backend} is not installed: "
+                             + ("pip install 'bilstm_ref[keras]'" if backend == "tensorflow"
+                                else f"pip install {BACKENDS[backend]}" + ("==2.13.0" if backend == "torch" else ""))}
+            continue
+        out.mkdir(parents=True, exist_ok=True)
         path = out / f"check-{backend}.json"
         path.unlink(missing_ok=True)  # never report an earlier run's results
         cmd = [sys.executable, "-m", "bilstm_ref", "check", "--backend", backend, "--json", str(path)]
@@ -56,6 +60,8 @@ def run_scoreboard(out_dir: str, backends: Sequence[str], patterns: Optional[Seq
         runs[backend] = {"status": "ran", "exit": done.returncode, "wall": wall,
                          "report": json.loads(path.read_text(encoding="utf-8"))}
     board = combine(runs)
+    if not any(r.get("status") == "ran" for r in runs.values()):
+        return board  # nothing ran: no scoreboard files that would look like a result
     (out / "scoreboard.json").write_text(json.dumps(board, indent=1, default=str) + "\n", encoding="utf-8")
     (out / "scoreboard.md").write_text(render_markdown(board), encoding="utf-8")
     return board

@@ -23,6 +23,7 @@ import numpy as np
 from ..compare import Tolerance, TolerancePolicy, tolerance_for
 from ..dtypes import policy_name
 from ..errors import BilstmRefError, ConfigError, UnsupportedModelError
+from ..runner import crash_report
 from ..spec import LayerSpec, output_names, reference_factory, resolve_factory
 from .inputs import InputSource, generated_inputs, read_inputs
 from .stats import ErrorStats, OutputStats
@@ -281,7 +282,7 @@ def verify_model(
                             chained_out[path] = chain[0]
                     except Exception as e:  # the implementation under test raised: its error, named
                         v.status = "error"
-                        v.reason = f"{impl_name} raised {type(e).__name__}: {e}"
+                        v.reason = crash_report(e, f"{impl_name} raised ")[0]
                 done += arrays[0].shape[0]
                 if progress is not None:
                     progress(done, source.samples)
