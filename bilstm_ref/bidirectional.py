@@ -82,6 +82,8 @@ class Bidirectional:
         name: the wrapper's name.
         dtype_policy: the wrapper's Keras dtype policy: outputs are cast to it after the merge;
             as in Keras it does not reach the inner layers.
+        dtype: the reference's compute dtype for both directions, ``"float64"`` or ``"float32"``
+            (default: the wrapped layers' own).
 
     Call: ``bi(x, mask=None, initial_state=None)``, ``x`` ``(B, T, D)``, ``mask`` ``(B, T)``,
     ``initial_state`` ``[h_fw, c_fw, h_bw, c_bw]`` each ``(B, units)``. Returns the merged output
@@ -97,6 +99,7 @@ class Bidirectional:
         *,
         name: Optional[str] = None,
         dtype_policy: Any = None,
+        dtype: Any = None,
         **kwargs: Any,
     ) -> None:
         for key in kwargs:
@@ -114,7 +117,7 @@ class Bidirectional:
         self.name = name or "bidirectional"
         self.dtype_policy = policy_name(dtype_policy)
         self.trainable = kwargs.get("trainable", True)
-        opts = dict(dtype=layer.dtype, semantics=layer.semantics, quirks=layer.quirks)
+        opts = dict(dtype=dtype or layer.dtype, semantics=layer.semantics, quirks=layer.quirks)
         fw_cfg = layer.get_config()
         base = layer.name.removeprefix("forward_")  # as Keras: a rebuilt config is not prefixed twice
         fw_cfg["name"] = f"forward_{base}"
@@ -152,7 +155,8 @@ class Bidirectional:
                     f"{layer.units} and backward {backward_layer.units}"
                 )
             bw_cfg = backward_layer.get_config()
-            opts = dict(dtype=backward_layer.dtype, semantics=backward_layer.semantics, quirks=backward_layer.quirks)
+            opts = dict(dtype=dtype or backward_layer.dtype, semantics=backward_layer.semantics,
+                        quirks=backward_layer.quirks)
             self._custom_backward = True
         bw_cfg["zero_output_for_mask"] = layer.return_sequences
         self.backward_layer = LSTM.from_config(bw_cfg, **opts)

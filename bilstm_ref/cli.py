@@ -186,9 +186,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(r.status in ("fail", "error") for r in results) else 0
 
 
+def _plots_possible(wanted: bool) -> bool:
+    """Whether to draw plots: asked for and matplotlib importable (said before any work, not after)."""
+    import importlib.util
+
+    if wanted and importlib.util.find_spec("matplotlib") is None:
+        print("warning: plots will be skipped: matplotlib is not installed (pip install 'bilstm_ref[report]'); "
+              "every other output is written (--no-plots silences this)", file=sys.stderr)
+        return False
+    return wanted
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_all
 
+    args.no_plots = not _plots_possible(not args.no_plots)
     if args.verify:
         from .report.verify import read_verify_json, write_verify_report
 
@@ -334,7 +346,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         _atomic_text(Path(args.json), json.dumps(data, indent=1, allow_nan=False) + "\n")
     if args.report:
-        written = write_verify_report(args.report, data, plots=not args.no_plots)
+        written = write_verify_report(args.report, data, plots=_plots_possible(not args.no_plots))
         for kind, path in written.items():
             print(f"  {kind}: {path}")
     return 0 if result.ok else 1
@@ -607,13 +619,19 @@ def cmd_fixtures_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_fixtures_diff(args: argparse.Namespace) -> int:
-    from .fixtures import diff_fixtures
+    from .fixtures import diff_fixtures, scan
 
     drifts, notes = diff_fixtures(args.old, args.new)
     for note in notes:
         print(f"note: {note}")
+    common = {p.name for p in scan(args.old).manifests} & {p.name for p in scan(args.new).manifests}
+    compared = len(common) - sum(n.endswith("answers not comparable") for n in notes)
+    if not compared:
+        print(f"error: no fixture of {args.old!r} can be compared with one of {args.new!r} (same id, layer, "
+              "weights and inputs): nothing was compared, so this says nothing about differences", file=sys.stderr)
+        return 2
     if not drifts:
-        print(f"no recorded answer differs between {args.old!r} and {args.new!r}")
+        print(f"no recorded answer differs between {args.old!r} and {args.new!r} ({compared} fixture(s) compared)")
         return 0
     beyond = [d for d in drifts if d.note == "beyond tolerance"]
     print(f"{len(drifts)} fixture(s) recorded different answers ({len(beyond)} beyond their tolerance):")

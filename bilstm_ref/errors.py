@@ -22,6 +22,11 @@ __all__ = [
 ]
 
 
+def a_or_an(word: str) -> str:
+    """``"an Embedding"``, ``"a GRU"``: the word with its indefinite article, for messages."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
 class BilstmRefError(ValueError):
     """Base class of every error raised by bilstm_ref.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UnsupportedModelError
+from .errors import UnsupportedModelError, a_or_an
 from .spec import SUPPORTED_CLASSES, Layer, LayerSpec, build
 
 __all__ = ["spec_from_keras", "from_keras"]
@@ -27,9 +27,19 @@ def spec_from_keras(layer: Any) -> LayerSpec:
     its current states.
     """
     cls = type(layer).__name__
-    if cls not in SUPPORTED_CLASSES:
+    name = getattr(layer, "name", "?")
+    if cls not in SUPPORTED_CLASSES and hasattr(layer, "layers") and hasattr(layer, "get_layer"):
+        found = [f"{path} ({kind})" for path, kind in _recurrent_paths(layer)]
         raise UnsupportedModelError(
-            f"from_keras: layer {getattr(layer, 'name', '?')!r} is a {cls}; expected one of {SUPPORTED_CLASSES}"
+            f"from_keras takes one layer, and {name!r} is a model ({cls}): pass model.get_layer(name); its LSTM and "
+            f"Bidirectional layers: {found or 'none'} (for a nested model, model.get_layer(outer).get_layer(inner))"
+        )
+    if cls not in SUPPORTED_CLASSES:
+        raise UnsupportedModelError(f"from_keras: layer {name!r} is {a_or_an(cls)}; expected one of {SUPPORTED_CLASSES}")
+    if not getattr(layer, "built", True) or not layer.get_weights():
+        raise UnsupportedModelError(
+            f"from_keras: layer {name!r} is not built, so it has no weights yet: call it once on an input of its "
+            "shape, e.g. layer(np.zeros((1, T, D), 'float32')), or build it with layer.build((None, T, D))"
         )
     module = type(layer).__module__
     if module.startswith("tf_keras"):
@@ -78,6 +88,17 @@ def _spec_from_tf_keras(layer: Any, cls: str) -> LayerSpec:
     }
     weights = tuple(np.asarray(w) for w in layer.get_weights())
     return LayerSpec(norm.class_name, norm.config, weights, provenance, states)
+
+
+def _recurrent_paths(model: Any, scope: str = "") -> list[tuple[str, str]]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        path = f"{scope}{layer.name}"
+        if type(layer).__name__ in SUPPORTED_CLASSES:
+            out.append((path, type(layer).__name__))
+        elif hasattr(layer, "layers") and hasattr(layer, "get_layer"):
+            out += _recurrent_paths(layer, path + "/")
+    return out
 
 
 def from_keras(layer: Any, dtype: Any = None) -> Layer:

@@ -793,3 +793,17 @@ def test_call_is_the_public_building_block() -> None:
     assert c.reset_before is False
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.reset_before = True  # type: ignore[misc]
+
+
+def test_j_diff_with_nothing_comparable_is_not_no_difference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    fx = fixture_a()
+    write_fixture(old, fx)  # the same id recorded on other inputs (another seed): not comparable
+    write_fixture(new, dataclasses.replace(fx, calls=tuple(dataclasses.replace(c, x=np.asarray(c.x) * 2)
+                                                           for c in fx.calls)))
+    assert main(["fixtures", "diff", str(old), str(new)]) == 2
+    captured = capsys.readouterr()
+    assert "answers not comparable" in captured.out
+    assert "nothing was compared" in captured.err and "no recorded answer differs" not in captured.out

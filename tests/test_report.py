@@ -554,3 +554,31 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path, impls: str) ->
     assert {k: int(v) for k, v in rendered.counts.items()} == json_counts(out)
     assert 'id="counts"' in dom
     assert len(rendered.details) == 22
+
+
+def test_report_without_matplotlib_says_so_first_and_writes_everything_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    out = tmp_path / "r"
+    fixtures_dir = Path(__file__).parent.parent / "fixtures"
+    rc = main(["report", "--out", str(out), "--fixtures", str(fixtures_dir), "-k", "bidi-concat-seq-state-mask_right"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert err.startswith("warning: plots will be skipped: matplotlib is not installed")
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.html", "report.json", "junit.xml"}
+
+
+def test_a_failing_plot_never_loses_the_other_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bilstm_ref.errors import BilstmRefError
+    from bilstm_ref.report import plots
+
+    def broken(data, out):
+        raise BilstmRefError("plots need matplotlib")
+
+    monkeypatch.setattr(plots, "make_plots", broken)
+    fixtures_dir = Path(__file__).parent.parent / "fixtures"
+    assert main(["report", "--out", str(tmp_path / "r"), "--fixtures", str(fixtures_dir), "-k", "bidi-sum-seq"]) == 0
+    assert (tmp_path / "r" / "report.html").exists() and (tmp_path / "r" / "junit.xml").exists()

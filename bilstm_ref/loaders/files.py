@@ -17,7 +17,8 @@ from typing import Any, Iterator, Optional
 import h5py
 import numpy as np
 
-from ..errors import BilstmRefError, CorruptFileError, FileAccessError, ShapeMismatchError, UnsafeModelError, UnsupportedModelError
+from ..errors import (BilstmRefError, CorruptFileError, FileAccessError, ShapeMismatchError, UnsafeModelError,
+                      UnsupportedModelError, a_or_an)
 from ..spec import Layer, LayerSpec, build
 from . import limits
 from ._io import (
@@ -430,7 +431,7 @@ def load_spec(path: PathLike, layer: Optional[str] = None, config: Optional[Path
         if target.class_name not in SUPPORTED_CLASSES or target.is_op:
             _, reason = layer_status(target)
             raise UnsupportedModelError(
-                f"{cfg_name!r}: {target.json_path}: layer {target.qualified_name!r} is a {target.class_name}: "
+                f"{cfg_name!r}: {target.json_path}: layer {target.qualified_name!r} is {a_or_an(target.class_name)}: "
                 f"{reason}; only LSTM and Bidirectional(LSTM) layers are loaded"
             )
         # The target's own entry and the model's root may name modules too (never imported; refused).

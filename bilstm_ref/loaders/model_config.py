@@ -13,7 +13,8 @@ import dataclasses
 import re
 from typing import Any, Iterator, Optional
 
-from ..errors import BilstmRefError, CorruptFileError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
+from ..errors import (BilstmRefError, CorruptFileError, ResourceLimitError, UnsafeModelError, UnsupportedModelError,
+                      a_or_an)
 from . import limits
 
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
@@ -298,7 +299,7 @@ def normalize(entry: LayerEntry, file_name: str) -> Normalized:
         return Normalized("LSTM", cfg, (cfg,), (cudnn,), dim)
     if entry.class_name != "Bidirectional":
         raise UnsupportedModelError(
-            f"{file_name!r}: {where}: layer {entry.name!r} is a {entry.class_name}; "
+            f"{file_name!r}: {where}: layer {entry.name!r} is {a_or_an(entry.class_name)}; "
             f"expected one of {sorted(SUPPORTED_CLASSES)}"
         )
     cfg = dict(_dict(entry.config, f"{where}.config", file_name))

@@ -156,8 +156,11 @@ def write_all(out_dir: str, data: ReportData, plots: bool = True) -> dict[str, s
     if plots:
         from .plots import make_plots
 
-        images = make_plots(data, out)
-        written.update({f"plot:{k}": v for k, v in images.items()})
+        try:
+            images = make_plots(data, out)
+            written.update({f"plot:{k}": v for k, v in images.items()})
+        except BilstmRefError as e:  # a finished run is never thrown away for want of a plot
+            written["skipped:plots"] = str(e)
     write_json(str(out / "report.json"), data)
     written["json"] = str(out / "report.json")
     _atomic_text(out / "report.md", render_markdown(data, images))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..compare import Tolerance, TolerancePolicy, tolerance_for
 from ..dtypes import policy_name
-from ..errors import BilstmRefError, ConfigError, UnsupportedModelError
+from ..errors import BilstmRefError, ConfigError, UnsupportedModelError, a_or_an
 from ..runner import crash_report
 from ..spec import LayerSpec, output_names, reference_factory, resolve_factory
 from .inputs import InputSource, generated_inputs, read_inputs
@@ -160,7 +160,7 @@ def _select(candidates: list[Any], others: list[Any], wanted: Optional[Sequence[
             continue
         other = [o for o in others if name in (o.path, o.path.rsplit("/", 1)[-1])]
         if other:
-            raise UnsupportedModelError(f"{model!r}: layer {name!r} is a {other[0].class_name}: {other[0].reason}")
+            raise UnsupportedModelError(f"{model!r}: layer {name!r} is {a_or_an(other[0].class_name)}: {other[0].reason}")
         if len(hits) > 1:
             raise UnsupportedModelError(f"{model!r}: layer name {name!r} is ambiguous: {[h.path for h in hits]}")
         raise UnsupportedModelError(f"{model!r}: no LSTM / Bidirectional(LSTM) layer named {name!r}; candidates: "
