@@ -178,3 +178,29 @@ def test_keras_bug_behind_the_stateful_return_state_workaround_is_still_there(ke
     x = rng.normal(size=(2, 4, 2)).astype("float32")
     with pytest.raises(TypeError, match="generator"):
         kl(x)
+
+
+def test_from_keras_says_how_to_build_a_layer_and_where_a_models_layers_are(keras) -> None:
+    L = keras.layers
+    with pytest.raises(br.UnsupportedModelError, match=r"is not built, so it has no weights yet: call it once"):
+        br.from_keras(L.Bidirectional(L.LSTM(3)))
+    inp = keras.Input((5, 2))
+    inner = keras.Sequential([keras.Input((5, 2)), L.LSTM(2, return_sequences=True, name="deep")], name="sub")
+    model = keras.Model(inp, L.Bidirectional(L.LSTM(3), name="bi")(inner(inp)))
+    with pytest.raises(br.UnsupportedModelError) as info:
+        br.from_keras(model)
+    assert "pass model.get_layer(name)" in str(info.value)
+    assert "['sub/deep (LSTM)', 'bi (Bidirectional)']" in str(info.value)
+    with pytest.raises(br.UnsupportedModelError, match="is an Embedding"):
+        br.from_keras(L.Embedding(4, 2))
+
+
+def test_bidirectional_takes_the_compute_dtype(keras) -> None:
+    k = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True))
+    x = np.random.default_rng(2).normal(size=(2, 4, 3)).astype("float32")
+    k(x)
+    ref = br.Bidirectional(br.LSTM(3, return_sequences=True), dtype="float32")
+    ref.set_weights(k.get_weights())
+    y = ref(x)
+    assert y.dtype == np.float32 and ref.forward_layer.dtype == ref.backward_layer.dtype == np.float32
+    np.testing.assert_allclose(y, np.asarray(k(x)), atol=1e-5)
