@@ -38,12 +38,13 @@ class _Progress:
     def advance(self, n: int, failed: int) -> None:
         self.done += n
         if self._rich is not None:
-            self._rich.update(self._task, advance=n, description=f"matrix ({failed} failed)")
+            self._rich.update(self._task, advance=n, description=f"matrix ({failed} failed or errors)")
             return
         now = time.perf_counter()
         if now - self._last > 5 or self.done == self.total:
             self._last = now
-            print(f"  {self.done}/{self.total} cases, {failed} failed, {now - self.t0:.0f}s", file=sys.stderr, flush=True)
+            print(f"  {self.done}/{self.total} cases, {failed} failed or errors, {now - self.t0:.0f}s", file=sys.stderr,
+                  flush=True)
 
     def close(self) -> None:
         if self._rich is not None:
@@ -63,6 +64,34 @@ def _expected_lines(results: Sequence[Any], counts: Any, out: Any) -> None:
             print(f"  xpass: {getattr(r, 'id', None) or r.case.id}: {r.message}", file=out)
 
 
+def _policy_of(result: Any) -> str:
+    case = getattr(result, "case", None)
+    if case is not None:
+        return str(case.dtype_policy)
+    return str((getattr(result, "flags", None) or {}).get("dtype_policy") or "float32")
+
+
+def _worst_table(results: Sequence[Any], title: str, out: Any) -> None:
+    """Worst max |diff| per output and dtype policy over passing results (a bfloat16 error never hides a
+    float32 one)."""
+    worst: dict[tuple[str, str], float] = collections.defaultdict(float)
+    for r in results:
+        if r.status != "pass":
+            continue
+        for o in r.outputs:
+            key = (_policy_of(r), o.name.rsplit("/", 1)[-1])
+            worst[key] = max(worst[key], o.max_abs)
+    if not worst:
+        return
+    print(title, file=out)
+    names = sorted({n for _, n in worst}, key=lambda n: ("output" not in n, n))
+    policies = sorted({p for p, _ in worst})
+    print(f"  {'policy':<16}" + "".join(f"{n:>12}" for n in names), file=out)
+    for p in policies:
+        row = "".join(f"{worst[(p, n)]:>12.2e}" if (p, n) in worst else f"{'-':>12}" for n in names)
+        print(f"  {p:<16}{row}", file=out)
+
+
 def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out: Any = None,
              impl: Optional[str] = None) -> None:
     out = out or sys.stdout
@@ -77,32 +106,22 @@ def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out:
         file=out,
     )
     _expected_lines(results, counts, out)
-    worst: dict[tuple[str, str], float] = collections.defaultdict(float)
-    for r in results:
-        if r.status != "pass":
-            continue
-        for o in r.outputs:
-            key = (r.case.dtype_policy, o.name.rsplit("/", 1)[-1])
-            worst[key] = max(worst[key], o.max_abs)
-    if worst:
-        print(f"\nworst |Keras - {impl or 'reference'}| per output over passing cases (by dtype policy):", file=out)
-        names = sorted({n for _, n in worst}, key=lambda n: ("output" not in n, n))
-        policies = sorted({p for p, _ in worst})
-        print(f"  {'policy':<16}" + "".join(f"{n:>12}" for n in names), file=out)
-        for p in policies:
-            row = "".join(f"{worst[(p, n)]:>12.2e}" if (p, n) in worst else f"{'-':>12}" for n in names)
-            print(f"  {p:<16}{row}", file=out)
+    _worst_table(results, f"\nworst |Keras - {impl or 'reference'}| per output over passing cases (by dtype policy):",
+                 out)
     devs = collections.Counter(r.deviation for r in results if r.deviation)
     if devs:
         print("\nknown Keras deviations matched (Keras equals the reference with the named quirk):", file=out)
         for name, n in devs.items():
             reason = next(r.message for r in results if r.deviation == name)
-            print(f"  {name}: {n} cases. {reason}", file=out)
-    print("\nKeras call workarounds used by the oracle:", file=out)
-    for w in KERAS_WORKAROUNDS:
-        n = sum(1 for r in results if w.applies(r.case))
-        print(f"  {w.name}: {n} cases. {w.reason}", file=out)
-    print("\nexcluded combinations, by rule: " + "; ".join(f"{e.name}: {e.reason}" for e in EXCLUSIONS), file=out)
+            print(_wrapped(f"{name}: {n} case(s). {reason}"), file=out)
+    used = [(w, sum(1 for r in results if w.applies(r.case))) for w in KERAS_WORKAROUNDS]
+    used = [(w, n) for w, n in used if n]
+    if used:
+        print("\nKeras call workarounds used by the oracle:", file=out)
+        for w, n in used:
+            print(_wrapped(f"{w.name}: {n} case(s). {w.reason}"), file=out)
+    print("\n" + _wrapped(f"not in the matrix ({len(EXCLUSIONS)} rules, reasons in {DEVIATIONS_DOC}): "
+                          + ", ".join(e.name for e in EXCLUSIONS), indent=""), file=out)
     bad = [r for r in results if r.status in ("fail", "error")]
     if bad:
         print(f"\n{len(bad)} case(s) did not match Keras:", file=out)
@@ -110,6 +129,17 @@ def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out:
             print(r.describe(), file=out)
         if len(bad) > 50:
             print(f"... and {len(bad) - 50} more", file=out)
+
+
+#: Where the known deviations, workarounds and exclusions are explained, in the repository.
+DEVIATIONS_DOC = "docs/deviations.md"
+
+
+def _wrapped(text: str, indent: str = "  ", width: int = 100) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False, break_long_words=False)
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -580,20 +610,12 @@ def _generate(args: argparse.Namespace, out_dir: Any) -> int:
 def _verify_summary(results: list[Any], warnings: list[str], wall: float, impl: str, out: Any = None) -> None:
     out = out or sys.stdout
     counts = collections.Counter(r.status for r in results)
-    print(f"\nbilstm-ref {__version__} fixtures verify: {impl}", file=out)
+    print(f"bilstm-ref {__version__} fixtures verify: {impl}", file=out)
     print(f"fixtures checked: {len(results)}  passed: {counts['pass']}  known deviations: {counts['known-deviation']}  "
           f"failed: {counts['fail']}  errors: {counts['error']}  integrity failures: {counts['integrity']}  "
           f"wall time: {wall:.2f}s", file=out)
     _expected_lines(results, counts, out)
-    worst: dict[str, float] = collections.defaultdict(float)
-    for r in results:
-        if r.status == "pass":
-            for o in r.outputs:
-                name = o.name.rsplit("/", 1)[-1]
-                worst[name] = max(worst[name], o.max_abs)
-    if worst:
-        print("worst |fixture - implementation| over passing fixtures: "
-              + ", ".join(f"{k} {v:.2e}" for k, v in sorted(worst.items())), file=out)
+    _worst_table(results, "worst |fixture - implementation| per output over passing fixtures (by dtype policy):", out)
     for w in warnings:
         print(f"warning: {w}", file=out)
     bad = [r for r in results if r.status in ("fail", "error", "integrity")]

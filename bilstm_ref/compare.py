@@ -22,7 +22,14 @@ from .errors import ConfigError
 
 __all__ = ["Tolerance", "TolerancePolicy", "OutputResult", "tolerance_for", "policy_for", "compare", "TOLERANCES",
            "BACKEND_TOLERANCES",
-           "output_base", "elementwise", "Elementwise"]
+           "output_base", "elementwise", "Elementwise", "ULP_FLOOR"]
+
+
+#: ULPs of values smaller than this (in magnitude) are counted in the spacing at this value. The
+#: spacing of the float format shrinks without bound towards 0 (to 1.4e-45 in float32), so an
+#: absolute error of 1e-7 on an expected 0 would otherwise read as 7e+37 ULP. Outputs of an LSTM
+#: are O(1); below 2**-10 (about 1e-3) an error is measured against the precision near 1e-3.
+ULP_FLOOR = 2.0 ** -10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,10 +163,12 @@ class OutputResult:
         if self.note:
             return f"{self.name}: {self.note}"
         where = "" if self.max_abs_index is None else f" at {self.max_abs_index}"
+        judged = f" (tolerance {self.tolerance})" if self.tolerance else ""
+        if not self.ok and self.tolerance and 0 < self.tol_used < 1e200:  # which tolerance failed, and by how much
+            judged += f", worst element at {self.tol_used:.3g}x that tolerance"
         return (
             f"{self.name}: max|diff|={self.max_abs:.3g}{where}, max rel={self.max_rel:.3g}, "
-            f"max {self.max_ulp:.3g} ULP, {self.mismatched:.1%} off, {self.nan_mismatch} NaN mismatches"
-            + (f" (tolerance {self.tolerance})" if self.tolerance else "")
+            f"max {self.max_ulp:.3g} ULP, {self.mismatched:.1%} off, {self.nan_mismatch} NaN mismatches" + judged
         )
 
 
@@ -234,8 +243,8 @@ def elementwise(e: np.ndarray, a: np.ndarray, tol: Tolerance, ulps: bool = True)
             diff = np.where(same_inf | np.isnan(diff), np.where(same_inf, 0.0, np.inf), diff)
             rel = np.where(both & (e != 0), diff / np.abs(np.where(e == 0, 1.0, e)), np.where(diff > 0, np.inf, 0.0))
             magnitude = np.where(np.isfinite(e), np.abs(e), 0.0)
-        if need_ulps:
-            spacing = np.spacing(magnitude.astype(tol.ulp_dtype)).astype(np.float64)
+        if need_ulps:  # near zero, ULPs are counted at ULP_FLOOR's spacing (see ULP_FLOOR)
+            spacing = np.spacing(np.maximum(magnitude, ULP_FLOOR).astype(tol.ulp_dtype)).astype(np.float64)
             ulp = np.where(diff > 0, diff / spacing, 0.0)
         else:
             ulp = np.zeros(diff.shape)

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -413,3 +414,15 @@ def test_scoreboard_does_not_report_a_stale_run(tmp_path: Path, capsys: pytest.C
     assert "no backend ran, nothing written (tensorflow: " in capsys.readouterr().err
     assert not (out / "scoreboard.json").exists()  # nothing that would look like a result
     assert not (out / "check-tensorflow.json").exists()  # and the earlier run's file is gone
+
+
+def test_ulps_near_zero_are_counted_at_the_floor_and_failures_name_their_tolerance() -> None:
+    from bilstm_ref.compare import ULP_FLOOR, Tolerance, compare
+
+    r = compare("h", np.zeros(3), np.array([0.0, 1e-7, -2e-7]), Tolerance(1e-8, 1e-8))
+    floor_spacing = float(np.spacing(np.float32(ULP_FLOOR)))
+    assert r.max_ulp == pytest.approx(2e-7 / floor_spacing)  # about 1.7e3, not 1e+38
+    assert r.max_ulp < 1e4
+    assert "(tolerance atol 1e-08 + rtol 1e-08), worst element at 20x that tolerance" in r.describe()
+    away = compare("h", np.array([0.5]), np.array([0.5 + 3 * float(np.spacing(np.float32(0.5)))]), Tolerance(0, 0, ulp=4))
+    assert away.ok and away.max_ulp == pytest.approx(3.0)  # above the floor, ULPs are the value's own
