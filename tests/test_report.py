@@ -582,3 +582,10 @@ def test_a_failing_plot_never_loses_the_other_outputs(tmp_path: Path, monkeypatc
     fixtures_dir = Path(__file__).parent.parent / "fixtures"
     assert main(["report", "--out", str(tmp_path / "r"), "--fixtures", str(fixtures_dir), "-k", "bidi-sum-seq"]) == 0
     assert (tmp_path / "r" / "report.html").exists() and (tmp_path / "r" / "junit.xml").exists()
+
+
+def test_report_md_names_the_backend_once(tmp_path: Path) -> None:
+    fixtures_dir = Path(__file__).parent.parent / "fixtures"
+    assert main(["report", "--out", str(tmp_path), "--fixtures", str(fixtures_dir), "-k", "bidi-sum-seq", "--no-plots"]) == 0
+    source_line = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("- source:"))
+    assert source_line.count("backend") == 1, source_line

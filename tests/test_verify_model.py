@@ -286,3 +286,10 @@ def test_inspect_says_where_each_layer_gets_its_mask(vzoo: Path, fmt: str, capsy
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
     assert rows["lstm"]["mask"] == "mask from masking: Masking(mask_value=0.0)"
     assert rows["gru"]["mask"] == "mask from masking: Masking(mask_value=0.0)"
+
+
+def test_inspect_json_names_the_config_file_plainly(zoo, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = zoo("keras3")
+    cfg = folder / "bidi_concat_seq.json"
+    assert main(["inspect", str(folder / "bidi_concat_seq.weights.h5"), "--config", str(cfg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"] == str(cfg)  # no quotes inside the value

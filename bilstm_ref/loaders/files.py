@@ -127,17 +127,17 @@ def _read_config_file(config: PathLike) -> tuple[dict[str, Any], Optional[str], 
         kind = _kind(config, head)
         if kind == "zip":
             model, version = _archive_config(SafeZip(f, name), name)
-            return model, version, f"config.json of {name!r}"
+            return model, version, f"{name}!config.json"
         if kind == "hdf5":
             with open_hdf5(f, str(name)) as h5:
                 text = read_attr(h5, "model_config", str(name))
                 if text is None:
                     raise CorruptFileError(f"{name!r}: no 'model_config' attribute; not a full-model .h5 file")
                 model = parse_json(text, f"{name!r} attribute 'model_config'")
-                return _model_dict(model, str(name)), read_attr(h5, "keras_version", str(name)), f"model_config of {name!r}"
+                return _model_dict(model, str(name)), read_attr(h5, "keras_version", str(name)), f"{name} (attribute model_config)"
         data = read_bounded(f, limits.MAX_JSON_BYTES, repr(str(name)))
         model = parse_json(data, repr(str(name)))
-        return _model_dict(model, str(name)), _version_of(model), repr(str(name))
+        return _model_dict(model, str(name)), _version_of(model), str(name)
 
 
 def _archive_config(z: SafeZip, name: str) -> tuple[dict[str, Any], Optional[str]]:

@@ -36,7 +36,7 @@ def render_html(data: ReportData, images: dict[str, str]) -> str:
              f"<p><span class='verdict {verdict}' id='verdict'>{verdict}</span></p>",
              "<table class='meta'>"]
     for key, value in (("implementation", m["implementation"]), ("source", m["source"]),
-                       ("backend", m["backend"]), ("versions", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),
+                       ("backend", m["backend"]), ("versions", ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k != "backend")),
                        ("bilstm_ref", m["bilstm_ref"]), ("platform", f"Python {m['python']}, numpy {m['numpy']}, "
                                                                     f"{m['platform']}"),
                        ("tolerance", m["tolerance"]), ("generated", f"{m['generated']} in {m['wall_seconds']:.1f} s")):

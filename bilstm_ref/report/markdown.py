@@ -15,7 +15,7 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         "",
         f"- implementation: `{m['implementation']}`",
         f"- source: {m['source']}; backend: {m['backend'] or '-'}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k != "backend"),
         f"- bilstm_ref {m['bilstm_ref']}, Python {m['python']}, numpy {m['numpy']}, {m['platform']}",
         f"- generated {m['generated']} in {m['wall_seconds']:.1f} s; tolerance: {m['tolerance']}",
         "",
