@@ -46,6 +46,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         pass
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``--bilstm-ref-impl``: the factory, the expected-failures file and the fixtures folder are
+    checked once, at startup; a bad one is one usage error, not a failure per matrix case."""
+    impl = config.getoption("--bilstm-ref-impl", default=None)
+    if not impl:
+        return
+    from .errors import BilstmRefError
+    from .harness import load_expected_failures
+    from .spec import resolve_factory
+
+    try:
+        config.stash[_FACTORY] = resolve_factory(impl)
+        load_expected_failures(config.getoption("--bilstm-ref-xfail"))
+        fixtures_dir = config.getoption("--bilstm-ref-fixtures")
+        if fixtures_dir and not Path(fixtures_dir).is_dir():
+            raise BilstmRefError(f"--bilstm-ref-fixtures {fixtures_dir!r}: not a directory")
+    except BilstmRefError as e:
+        raise pytest.UsageError(f"bilstm_ref: {str(e).replace('--impl', '--bilstm-ref-impl')}") from None
+
+
 class Regression:
     """What the ``bilstm_ref_regression`` fixture gives a test."""
 
@@ -167,7 +187,8 @@ class CaseItem(pytest.Item):
         from .spec import resolve_factory
 
         config = self.config
-        factory = config.stash.setdefault(_FACTORY, resolve_factory(config.getoption("--bilstm-ref-impl")))
+        factory = config.stash.get(_FACTORY, None) or config.stash.setdefault(
+            _FACTORY, resolve_factory(config.getoption("--bilstm-ref-impl")))
         if self.fixture_path is not None:
             from .fixtures import read_fixture, verify_fixture
 

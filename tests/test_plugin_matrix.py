@@ -247,3 +247,17 @@ def test_plugin_bad_option_values_are_usage_errors(pytester: pytest.Pytester, ba
     result = pytester.runpytest(*args)
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--bilstm-ref-impl", "nonexist:factory"), "bilstm_ref: --bilstm-ref-impl 'nonexist:factory': cannot import 'nonexist'"),
+    (("--bilstm-ref-impl", "bilstm_ref:no_such"), "has no attribute 'no_such'"),
+    (("--bilstm-ref-impl", REFERENCE, "--bilstm-ref-xfail", "missing.txt"), "--xfail 'missing.txt': cannot be read"),
+    (("--bilstm-ref-impl", REFERENCE, "--bilstm-ref-fixtures", "nowhere"), "--bilstm-ref-fixtures 'nowhere': not a directory"),
+])
+def test_a_bad_option_is_one_usage_error_at_startup(pytester: pytest.Pytester, args, message) -> None:
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = pytester.runpytest(*BASE, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+    assert len(result.outlines) + len(result.errlines) < 20  # one error, not a traceback per case
