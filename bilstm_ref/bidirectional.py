@@ -1,6 +1,6 @@
 """The reference ``Bidirectional``: Keras 3's ``Bidirectional(LSTM)`` wrapper in NumPy.
 
-What the wrapper does (spec §3.2), reproduced here:
+What the wrapper does (docs/semantics.md#go_backwards-and-the-backward-layer), reproduced here:
 
 1. the forward layer is a fresh copy of the wrapped layer's config, named ``forward_<name>``;
 2. the backward layer is ``backward_layer`` as given, or a copy with ``go_backwards`` negated,

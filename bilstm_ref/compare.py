@@ -98,7 +98,7 @@ class TolerancePolicy:
                 "per_output": {k: dataclasses.asdict(t) for k, t in sorted(self.per_output.items())}}
 
 
-#: Keras (under the policy) against the float64 reference. Sources: spec §9.1-9.3 and §6.3:
+#: Keras (under the policy) against the float64 reference. Evidence: docs/semantics.md#numerical-behaviour and docs/semantics.md#dtype-policies:
 #: float32 Keras stays within ~1e-6 of float64 in these regimes; half-precision policies run the
 #: whole recurrence in f16/bf16 (eps 9.8e-4 / 7.8e-3), so their errors are a few eps.
 TOLERANCES: Mapping[str, Tolerance] = {

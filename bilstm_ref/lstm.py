@@ -54,7 +54,7 @@ Output = Union[Array, tuple[Array, ...]]
 #: B * T. Beyond it, ResourceLimitError before anything is allocated (2**28: 2 GiB in float64).
 MAX_WORK_ELEMENTS = 2**28
 
-#: Backend-compatibility switches reproducing Keras bugs deliberately (spec §4.5), off by default:
+#: Backend-compatibility switches reproducing Keras bugs deliberately (docs/deviations.md#known-deviations), off by default:
 #: ``unroll_mask_reversed_zeroing`` (TF / Keras 2, "D"): with ``unroll=True``, a mask,
 #: ``go_backwards`` and ``zero_output_for_mask``, sequence outputs are zeroed with the
 #: *un-reversed* mask instead of at the masked processed steps.
@@ -73,7 +73,7 @@ _NO_FORWARD_EFFECT = {
     "kernel_initializer": "initialization only",
     "recurrent_initializer": "initialization only",
     "bias_initializer": "initialization only",
-    "unit_forget_bias": "initialization only (spec §1.4)",
+    "unit_forget_bias": "initialization only",
     "kernel_regularizer": "training only",
     "recurrent_regularizer": "training only",
     "bias_regularizer": "training only",
@@ -82,7 +82,7 @@ _NO_FORWARD_EFFECT = {
     "recurrent_constraint": "training only",
     "bias_constraint": "training only",
     "seed": "dropout RNG, training only",
-    "implementation": "same inference result for 1 and 2 (spec §1.3)",
+    "implementation": "same inference result for 1 and 2",
     "use_cudnn": "kernel selection; the generic kernel's semantics are reproduced",
     "input_shape": "build information",
     "batch_input_shape": "build information",

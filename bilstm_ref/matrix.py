@@ -9,7 +9,7 @@
   flags, for both families.
 
 Combinations Keras rejects are removed by :func:`keras_rejects` (a rule with a reason), and the
-known Keras deviations (spec §4.5) are data in :data:`KNOWN_DEVIATIONS`, each with the reason and
+known Keras deviations (docs/deviations.md) are data in :data:`KNOWN_DEVIATIONS`, each with the reason and
 the reference quirk that reproduces it.
 
 Each case derives its weights, inputs, masks and states from a seed computed from its id, so a
@@ -331,14 +331,14 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
         "long-sequence-accumulating-error",
         f"over T={LONG_T} (x3 chunks when stateful), a state that integrates (the saturated-forget "
         "unit) or grows (an unbounded cell activation) accumulates rounding error step by step "
-        "(spec §9.1: linear growth in integrating regimes); measured 3% relative in float16 and "
+        "(docs/semantics.md#numerical-behaviour: linear growth in integrating regimes); measured 3% relative in float16 and "
         "1.4e-3 in float32 after 192 steps, beyond any fixed tolerance for those formats. Long "
         "sequences are covered with squashing activations in float32/float64",
         lambda c: c.time == LONG_T and (c.dtype_policy in HALF_POLICIES or c.activation not in SQUASHING),
     ),
     Exclusion(
         "half-precision-non-contractive",
-        "half-precision policies run the whole recurrence in float16/bfloat16 (spec §6.3); with an "
+        "half-precision policies run the whole recurrence in float16/bfloat16 (docs/semantics.md#dtype-policies); with an "
         "unbounded activation the state is not contractive and rounding errors grow step by step "
         "(measured: 1e-2 relative after 15 steps, branch flips in hard_shrink), so no fixed "
         "tolerance separates right from wrong; these activations are covered in float32/float64",
@@ -393,15 +393,15 @@ KNOWN_DEVIATIONS: tuple[KnownDeviation, ...] = (
         frozenset({"tensorflow"}),
         "unroll_mask_reversed_zeroing",
         "TF backend, unroll=True with a mask, go_backwards and zero_output_for_mask, returning "
-        "sequences: Keras zeroes the processing-order outputs with the un-reversed mask (spec §4.5 "
-        "'D'); a Bidirectional's backward half is affected since it forces zero_output_for_mask",
+        "sequences: Keras zeroes the processing-order outputs with the un-reversed mask "
+        "(docs/deviations.md#tf-unroll-backward-mask-zeroing); a Bidirectional's backward half is affected since it forces zero_output_for_mask",
         lambda c: c.unroll and c.mask != "none" and c.return_sequences and _reads_backwards(c) and _zofm_effective(c),
     ),
     KnownDeviation(
         "jax-unroll-ignores-zero-output",
         frozenset({"jax"}),
         "unroll_ignores_zero_output",
-        "JAX backend, unroll=True with a mask: zero_output_for_mask is ignored (spec §4.5 'C')",
+        "JAX backend, unroll=True with a mask: zero_output_for_mask is ignored (docs/deviations.md#jax-unroll-ignores-zero-output)",
         lambda c: c.unroll and c.mask != "none" and _zofm_effective(c),
     ),
     KnownDeviation(
@@ -409,7 +409,7 @@ KNOWN_DEVIATIONS: tuple[KnownDeviation, ...] = (
         frozenset({"jax"}),
         "masked_prefix_outputs_h0",
         "JAX backend, rolled loop with a non-zero initial or carried state: masked steps before "
-        "the first valid step output h0 instead of 0 (spec §4.5 'B')",
+        "the first valid step output h0 instead of 0 (docs/deviations.md#jax-masked-prefix-outputs-h0)",
         lambda c: (not c.unroll) and c.mask != "none" and (c.initial_state or c.stateful) and not _zofm_effective(c),
     ),
     KnownDeviation(
@@ -426,7 +426,7 @@ KNOWN_DEVIATIONS: tuple[KnownDeviation, ...] = (
         frozenset({"torch"}),
         "",
         "torch backend, unroll=True with a mask on a layer reading backwards: Keras 3.15's torch rnn() calls "
-        "torch.flip(mask_list, dims=mask_list.shape) on a tuple and raises AttributeError (spec §4.5 'crash')",
+        "torch.flip(mask_list, dims=mask_list.shape) on a tuple and raises AttributeError (docs/deviations.md#torch-unroll-backward-mask-crash)",
         lambda c: c.unroll and c.mask != "none" and _reads_backwards(c),
         raises=True,
     ),

@@ -130,7 +130,7 @@ def test_activation_keeps_a_2d_shape(name):
     np.testing.assert_allclose(got.ravel(), [FORMULAS[name](float(v)) for v in x.ravel()], rtol=1e-12, atol=1e-12)
 
 
-# --- hard_sigmoid: Keras 3 vs Keras 2 (spec §8.1) ---------------------------------------------
+# --- hard_sigmoid: Keras 3 vs Keras 2 (docs/semantics.md#keras-2-and-keras-3-differences) ---------------------------------------------
 
 HS_X = [-3.0, -2.5, -1.0, 0.0, 1.0, 2.5, 3.0]
 HS_KERAS3 = [0.0, 1 / 12, 1 / 3, 0.5, 2 / 3, 11 / 12, 1.0]  # table: 0, 0.0833, 0.3333, 0.5, 0.6667, 0.9167, 1

@@ -1,4 +1,4 @@
-"""Bad forward-pass inputs (spec untrusted-input.md §5 table E) and bad states/weights.
+"""Bad forward-pass inputs (wrong shapes, dtypes, values) and bad states/weights.
 
 Every error is a specific BilstmRefError subclass whose message names expected vs actual.
 """
@@ -428,7 +428,7 @@ def test_transposed_recurrent_kernel_gets_a_transposed_hint(rng):
 
 
 def test_transposed_kernel_gets_a_transposed_hint(rng):
-    # spec untrusted-input.md table row "Mismatch messages": got (16, 3) ... looks transposed
+    # a mismatch message says what looks wrong: got (16, 3) ... looks transposed
     w = _weights(rng)
     w[0] = w[0].T
     with pytest.raises(ShapeMismatchError, match=re.escape(f"got ({4 * N}, {D})")) as info:

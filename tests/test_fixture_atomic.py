@@ -1,4 +1,4 @@
-"""Writing fixtures: "nothing lost" (spec untrusted-input.md §3.3, rows D6-D11), without Keras.
+"""Writing fixtures: "nothing lost" (docs/fixtures.md#writing-atomic-locked-content-addressed), without Keras.
 
 Refusing to overwrite, --force (unchanged / replaced), planted symlinks, writers killed at every
 step of a write (fresh and --force rewrite), Ctrl-C, a full disk, the directory lock, validation

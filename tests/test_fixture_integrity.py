@@ -1,4 +1,4 @@
-"""Fixture integrity: every row of spec untrusted-input.md table C, without Keras.
+"""Fixture integrity: every tampering case of the integrity checks (docs/fixtures.md#integrity-checks-on-read), without Keras.
 
 A valid fixture is written first (a matrix case, with the reference's own answers, cast to
 float32 as Keras's would be, standing in for Keras's: these tests are about the container, not

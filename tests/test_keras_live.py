@@ -10,7 +10,7 @@ import bilstm_ref as br
 
 pytestmark = pytest.mark.keras
 
-ATOL = 1e-5  # float32 Keras against the float64 reference (spec §9.3)
+ATOL = 1e-5  # float32 Keras against the float64 reference (docs/tolerances.md)
 
 
 def _randomize(layer, rng):

@@ -1,7 +1,7 @@
 """Hand-checkable semantics of the reference LSTM and Bidirectional(LSTM), without Keras.
 
 Oracles: an explicit cell written out here (gate order i, f, c, o), a per-row scalar loop of the
-masking rules ("A", spec §4.2), and equivalences between code paths (reversed input, truncated
+masking rules (docs/semantics.md#the-masked-step-rule), and equivalences between code paths (reversed input, truncated
 rows, separately built layers).
 """
 
@@ -326,7 +326,7 @@ def test_right_padded_last_output_is_h_at_last_valid_step(rng):
 
 
 def test_zero_output_for_mask_also_zeroes_last_output_when_last_step_masked(rng):
-    # spec §4.4: with return_sequences=False the last output is 0 for a right-padded row.
+    # docs/semantics.md#zero_output_for_mask: with return_sequences=False the last output is 0 for a right-padded row.
     w = make_weights(rng, 3, 2)
     x = rng.normal(size=(2, 5, 3))
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=bool)
@@ -505,7 +505,7 @@ def test_bidirectional_last_output_forces_zero_output_for_mask_false(rng):
 
 
 def test_bidirectional_last_output_with_holes_runs_over_valid_steps_only(rng):
-    # spec §4.3: forward half = run over the valid steps; backward half = run over them reversed.
+    # docs/semantics.md#masks: forward half = run over the valid steps; backward half = run over them reversed.
     B, T, D, n = 1, 7, 3, 3
     w = make_weights(rng, D, n) + make_weights(rng, D, n)
     x = rng.normal(size=(B, T, D))
@@ -621,7 +621,7 @@ def test_stateful_bidirectional_forward_half_of_three_chunks_equals_one_long_run
     close(np.concatenate([c[0][:, :, :n] for c in chunks], axis=1), long_out[:, :, :n])
     close(chunks[-1][1], long_hf)
     close(chunks[-1][2], long_cf)
-    # spec §5.4: the backward layer continues from its state after x[:, 0] of the previous chunk
+    # docs/semantics.md#initial-state-and-stateful-layers: the backward layer continues from its state after x[:, 0] of the previous chunk
     _, _, _, hb1, cb1 = bidi(w, return_sequences=True, return_state=True)(x[:, 3:6], initial_state=[
         chunks[0][1], chunks[0][2], chunks[0][3], chunks[0][4]])
     close(chunks[1][3], hb1)

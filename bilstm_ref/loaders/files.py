@@ -345,7 +345,7 @@ def _expected_shapes(norm: Normalized, datasets: list[h5py.Dataset], file_name: 
 
 
 def cudnn_to_lstm(kernel: np.ndarray, recurrent: np.ndarray, bias8: np.ndarray) -> tuple[np.ndarray, ...]:
-    """CuDNNLSTM weights -> LSTM weights (spec §7.6), exactly as tf_keras converts them on load.
+    """CuDNNLSTM weights -> LSTM weights (docs/semantics.md#keras-2-and-keras-3-differences), exactly as tf_keras converts them on load.
 
     cuDNN reads each gate's kernel slice flattened without transposition, so gate ``g`` acts as
     ``reshape(kernel[:, g], (n, D)) @ x``; its two biases add.

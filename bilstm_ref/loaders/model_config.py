@@ -274,7 +274,7 @@ def _lstm(entry: Any, where: str, file_name: str) -> tuple[dict[str, Any], bool]
             k: v for k, v in cfg.items()
             if k in ("name", "dtype", "units", "return_sequences", "return_state", "go_backwards", "stateful")
         }
-        # cuDNN's fixed cell: tanh / sigmoid, with bias, no dropout (converted weights, spec §7.6).
+        # cuDNN's fixed cell: tanh / sigmoid, with bias, no dropout (converted weights: docs/semantics.md#keras-2-and-keras-3-differences).
         cfg.update(activation="tanh", recurrent_activation="sigmoid", use_bias=True)
         return cfg, True
     return cfg, False

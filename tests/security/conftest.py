@@ -1,7 +1,7 @@
 """Builders for valid Keras model files (no Keras needed) and the side-effect guard of the security suite.
 
-Everything hostile is generated inside the tests from these builders (spec untrusted-input.md §5,
-§6): a valid file is written first, then mutated. Builders are reached through the ``build``
+Everything hostile is generated inside the tests from these builders (the hostile-input
+tables A and B): a valid file is written first, then mutated. Builders are reached through the ``build``
 fixture; the guard through ``no_side_effects``.
 
 * ``.keras``: a ZIP_STORED archive ``metadata.json`` + ``config.json`` + ``model.weights.h5``
@@ -490,7 +490,7 @@ class Guard:
 
 @pytest.fixture
 def no_side_effects(tmp_path: Path, marker: Path) -> Callable[..., Any]:
-    """``with no_side_effects(): <load a hostile file>`` checks spec §5.2 (b)-(d) around the block.
+    """``with no_side_effects(): <load a hostile file>`` checks around the block that nothing was imported, written or run.
 
     (b) no marker file, no new ``sys.modules`` entry at all (the loader is warmed up per session);
     (c) nothing under ``tmp_path`` (and ``watch`` dirs) created, removed or modified;

@@ -1,4 +1,4 @@
-"""Paths that are not local regular files (untrusted-input.md D4, D13; spec §0 rule 5): refused with a
+"""Paths that are not local regular files (rows D4, D13 of the hostile-input table): refused with a
 FileAccessError before any read, never hanging on a FIFO, never reaching the network."""
 
 from __future__ import annotations

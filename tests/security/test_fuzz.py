@@ -1,4 +1,4 @@
-"""Mutation fuzz (untrusted-input.md §0 rule 7, §6): flip / overwrite / truncate bytes of valid files,
+"""Mutation fuzz (every loader failure is a BilstmRefError): flip / overwrite / truncate bytes of valid files,
 load each, and require that whatever escapes is a :class:`bilstm_ref.BilstmRefError`.
 
 Seeded (reproducible); ~150 mutations per format, each loaded with ``load_spec`` and ``inspect_file``.
@@ -75,7 +75,7 @@ def _mutate(raw: bytes, rng: np.random.Generator, hot: list[int] = ()) -> tuple[
 
 @pytest.fixture
 def no_foreign_imports(kb):
-    """The fuzz writes files as it goes, so it checks only §5.2 (b): nothing imported on a file's say-so."""
+    """The fuzz writes files as it goes, so it checks only that nothing is imported on a file's say-so."""
     before = set(sys.modules)
     yield
     new = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in kb.FORBIDDEN_MODULE_ROOTS)

@@ -1,7 +1,7 @@
-"""Table B of untrusted-input.md §5: hostile Keras 3 ``.weights.h5`` (+ model JSON) and legacy Keras 2 ``.h5``.
+"""Table B of the hostile-input cases: hostile Keras 3 ``.weights.h5`` (+ model JSON) and legacy Keras 2 ``.h5``.
 
 Each row runs against both layouts where it applies (``kind`` = ``weights.h5`` or ``legacy``),
-inside ``no_side_effects()`` (spec §5.2).
+inside ``no_side_effects()`` (the side-effect guard).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def test_b3_flipped_superblock_version(target, build, no_side_effects):
 
 
 def test_b4_flipped_weight_bytes_are_undetectable_and_documented(target, build, kb, no_side_effects):
-    """HDF5 has no checksum on raw data: a flipped weight byte loads as a different value (spec B4)."""
+    """HDF5 has no checksum on raw data: a flipped weight byte loads as a different value (row B4)."""
     weights = kb.make_weights(seed=8)
     path = target.make(weights=weights)
     with h5py.File(path, "r") as h5:
@@ -680,7 +680,7 @@ def huge_vlen_model_config(tmp_path_factory, kb):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Known limitation (spec B16): a variable-length str attribute - the form Keras 2 writes model_config in - has a "
+    "Known limitation (row B16): a variable-length str attribute - the form Keras 2 writes model_config in - has a "
     "storage size of one heap reference, so read_attr() only checks its length after h5py has read and decoded "
     "all of it: an 80 MiB model_config costs ~160 MiB of traced memory before the ResourceLimitError"))
 def test_b16_huge_vlen_model_config_default_limits(huge_vlen_model_config, no_side_effects):

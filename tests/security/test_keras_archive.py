@@ -1,6 +1,6 @@
-"""Table A of untrusted-input.md §5: hostile ``.keras`` archives.
+"""Table A of the hostile-input cases: hostile ``.keras`` archives.
 
-Every hostile load runs inside ``no_side_effects()`` (spec §5.2 (b)-(d)): no marker, no new
+Every hostile load runs inside ``no_side_effects()`` (the side-effect guard): no marker, no new
 module, nothing written under tmp_path, bounded time (and memory for the bombs).
 """
 
