@@ -86,10 +86,10 @@ def _worst_table(results: Sequence[Any], title: str, out: Any) -> None:
     print(title, file=out)
     names = sorted({n for _, n in worst}, key=lambda n: ("output" not in n, n))
     policies = sorted({p for p, _ in worst})
-    print(f"  {'policy':<16}" + "".join(f"{n:>12}" for n in names), file=out)
+    print(f"  {'policy':<15}" + "".join(f"{n:>9}" for n in names), file=out)
     for p in policies:
-        row = "".join(f"{worst[(p, n)]:>12.2e}" if (p, n) in worst else f"{'-':>12}" for n in names)
-        print(f"  {p:<16}{row}", file=out)
+        row = "".join(f"{worst[(p, n)]:>9.1e}" if (p, n) in worst else f"{'-':>9}" for n in names)
+        print(f"  {p:<15}{row}", file=out)
 
 
 def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out: Any = None,

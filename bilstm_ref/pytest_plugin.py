@@ -203,7 +203,16 @@ class CaseItem(pytest.Item):
                 oracle = KerasOracle(config.getoption("--bilstm-ref-backend"))
                 config.stash[_ORACLE] = oracle
             case = matrix.by_id()[self.case_id]
-            result = judge(case, oracle.run(case), oracle.backend, factory=factory)
+            try:
+                keras_outputs = oracle.run(case)
+            except Exception as exc:
+                crash = matrix.keras_errors_for(case, oracle.backend)
+                if not crash:
+                    raise
+                # A documented Keras crash: Keras has no answer here (as in `bilstm-ref check`).
+                self.user_properties.append(("status", "known-deviation"))
+                pytest.skip(f"known Keras deviation {crash[0].name}: {crash[0].reason} [{type(exc).__name__}]")
+            result = judge(case, keras_outputs, oracle.backend, factory=factory)
         self.user_properties.append(("status", result.status))
         if result.status not in ("pass", "known-deviation"):
             raise MatrixFailure(result.describe())

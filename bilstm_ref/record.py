@@ -55,7 +55,8 @@ def fixture_for_case(case: Case, outputs: list[dict[str, np.ndarray]], versions:
 
 # --- a user's model -----------------------------------------------------------------------------
 _FORWARD_KEYS = ("name", "units", "activation", "recurrent_activation", "use_bias", "return_sequences",
-                 "return_state", "go_backwards", "stateful", "unroll", "dropout", "recurrent_dropout")
+                 "return_state", "go_backwards", "stateful", "unroll", "dropout", "recurrent_dropout",
+                 "zero_output_for_mask")
 
 
 def _lstm_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +119,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-") or "layer"
 
 
+def layer_policy(spec: LayerSpec) -> str:
+    """The layer's Keras dtype policy (``float32`` when the config names none the reference knows)."""
+    from .verify.model import layer_policy as policy
+
+    return policy(spec)
+
+
 def model_fixtures(spec: LayerSpec, model_name: str, n_cases: int = 4, seed: int = 0, batch: int = 3,
                    time: int = 8, masks: bool = False, states: bool = False) -> list[Fixture]:
     """Fixtures for a user's layer (from :func:`bilstm_ref.load_spec`): random inputs of its shape,
@@ -163,7 +171,7 @@ def model_fixtures(spec: LayerSpec, model_name: str, n_cases: int = 4, seed: int
             calls.append(Call(x, mask, init, {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, ys, strict=True)},
                               reset))
         fid = f"{_slug(Path(model_name).name)}-{_slug(spec.provenance.get('layer', 'layer'))}-{i:03d}"
-        policy = "float32"
+        policy = layer_policy(spec)
         out.append(Fixture(
             id=fid, spec=dataclasses.replace(spec, provenance={"semantics": spec.semantics}), calls=tuple(calls),
             output_names=names, tolerance=TOLERANCES[policy], tolerance_policy=policy,
@@ -192,7 +200,7 @@ def real_data_fixtures(model: str, inputs: Optional[str] = None, layers: Optiona
     from .loaders import load_spec
     from .verify.inputs import generated_inputs, read_inputs
     from .verify.keras_model import KerasModel
-    from .verify.model import layer_policy, mask_sources_of, select_layers
+    from .verify.model import mask_sources_of, select_layers
 
     km = KerasModel(model, config=config)
     chosen, _ = select_layers(km, layers, model)

@@ -426,3 +426,31 @@ def test_ulps_near_zero_are_counted_at_the_floor_and_failures_name_their_toleran
     assert "(tolerance atol 1e-08 + rtol 1e-08), worst element at 20x that tolerance" in r.describe()
     away = compare("h", np.array([0.5]), np.array([0.5 + 3 * float(np.spacing(np.float32(0.5)))]), Tolerance(0, 0, ulp=4))
     assert away.ok and away.max_ulp == pytest.approx(3.0)  # above the floor, ULPs are the value's own
+
+
+def test_check_output_is_readable_without_tensorflow_logs() -> None:
+    pytest.importorskip("keras")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "bilstm_ref", "check", "-k", "seq-state-mask_left-init", "-k", "~stateful",
+                           "--jobs", "1"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.startswith("running ")  # progress from the first second
+    for noise in ("I0000", "oneDNN", "cuda", "absl"):
+        assert noise not in done.stderr and noise not in done.stdout
+    long = [line for line in done.stdout.splitlines() if len(line) > 100]
+    assert not long, long
+    assert "workarounds" not in done.stdout  # none applied to these cases
+
+
+def test_command_line_errors_name_flags_not_python_arguments() -> None:
+    from bilstm_ref.cli import _flag_words
+
+    assert _flag_words("'m.keras': 3 LSTM/Bidirectional layers; choose one with layer=: ['a']") == \
+        "'m.keras': 3 LSTM/Bidirectional layers; choose one with --layer: ['a']"
+    assert _flag_words("a .keras archive holds its own config; config= is not used") == \
+        "a .keras archive holds its own config; --config is not used"
+    assert _flag_words("pass config= (a model.to_json() file)") == "pass --config (a model.to_json() file)"
+    assert _flag_words("semantics='keras2' requested, dtype=float32") == "semantics='keras2' requested, dtype=float32"
