@@ -132,7 +132,6 @@ class Bidirectional:
             bw_cfg = layer.get_config()
             bw_cfg["name"] = f"backward_{base}"
             bw_cfg["go_backwards"] = not layer.go_backwards
-            self._custom_backward = False
         else:
             if not isinstance(backward_layer, LSTM):
                 raise UnsupportedModelError(
@@ -157,7 +156,6 @@ class Bidirectional:
             bw_cfg = backward_layer.get_config()
             opts = dict(dtype=dtype or backward_layer.dtype, semantics=backward_layer.semantics,
                         quirks=backward_layer.quirks)
-            self._custom_backward = True
         bw_cfg["zero_output_for_mask"] = layer.return_sequences
         self.backward_layer = LSTM.from_config(bw_cfg, **opts)
         # As in Keras: a custom backward layer is used as is (its weights come along); the forward

@@ -637,7 +637,9 @@ def cmd_fixtures_verify(args: argparse.Namespace) -> int:
         from .report import write_json
 
         write_json(args.json, _report_data(args, results, {}, wall, source=f"fixtures {args.dir}"))
-    return 1 if any(r.status in ("fail", "error", "integrity") for r in results) else 0
+    # A known-deviation fixture whose buggy answer is reproduced is a change to look at, not a pass.
+    return 1 if any(r.status in ("fail", "error", "integrity") or (r.status == "xpass" and r.deviation)
+                    for r in results) else 0
 
 
 def cmd_fixtures_diff(args: argparse.Namespace) -> int:
