@@ -74,7 +74,9 @@ class Case:
     use_bias: bool = True
     unroll: bool = False
     dropout: bool = False
-    dtype_policy: str = "float32"
+    dtype_policy: str = "float32"  # the wrapper's (a Bidirectional) or the layer's (an LSTM)
+    inner_policy: str = ""  # bidi only: the wrapped (forward) layer's policy when it differs from the wrapper's
+    backward_policy: str = ""  # bidi with a custom backward layer: its policy when it differs from the forward's
     batch: int = 3
     time: int = 5
     units: int = 4
@@ -112,12 +114,31 @@ class Case:
                 parts.append("dropout")
             if self.dtype_policy != "float32":
                 parts.append(self.dtype_policy)
+            if self.inner_policy:
+                parts.append(f"inner_{self.inner_policy}")
+            if self.backward_policy:
+                parts.append(f"bwpol_{self.backward_policy}")
             parts.append(f"B{self.batch}T{self.time}n{self.units}")
         return "-".join(parts)
 
     @property
     def seed(self) -> int:
         return zlib.crc32(self.id.encode())
+
+    @property
+    def fw_policy(self) -> str:
+        """The forward (wrapped) layer's dtype policy."""
+        return self.inner_policy or self.dtype_policy
+
+    @property
+    def bw_policy(self) -> str:
+        """The backward layer's dtype policy (a derived backward layer copies the forward's)."""
+        return self.backward_policy or self.fw_policy
+
+    @property
+    def tolerance_policy(self) -> str:
+        """The policy whose tolerance judges the case: the least precise of the layers involved."""
+        return max({self.dtype_policy, self.fw_policy, self.bw_policy}, key=lambda p: _TOLERANCE_ORDER.index(p))
 
     @property
     def keras_merge_mode(self) -> Optional[str]:
@@ -162,8 +183,9 @@ class Case:
         else:
             bw = None
             if self.backward != "default":
-                bw = LSTM(**self.lstm_kwargs(backward=True), name="custom_backward", dtype=dtype, dtype_policy=pol, quirks=quirks)
-            fw = LSTM(**self.lstm_kwargs(), dtype=dtype, dtype_policy=pol, quirks=quirks)
+                bw = LSTM(**self.lstm_kwargs(backward=True), name="custom_backward", dtype=dtype,
+                          dtype_policy=self.bw_policy, quirks=quirks)
+            fw = LSTM(**self.lstm_kwargs(), dtype=dtype, dtype_policy=self.fw_policy, quirks=quirks)
             layer = Bidirectional(fw, merge_mode=self.keras_merge_mode, backward_layer=bw, dtype_policy=pol)
         layer.set_weights(self.weights)
         return layer
@@ -535,10 +557,34 @@ def pairwise_cases() -> list[Case]:
     return result
 
 
+#: Policies from the most precise to the least (the last one's tolerance is the loosest).
+_TOLERANCE_ORDER = ("float64", "float32", "mixed_float16", "float16", "mixed_bfloat16", "bfloat16")
+
+
+def policy_cases() -> list[Case]:
+    """Bidirectional layers whose policies differ: the wrapped layer's from the wrapper's, and a custom
+    backward layer's from the forward layer's. Keras casts each direction's output to its own layer's
+    policy, then to the wrapper's, and merges in the wrapper's; a swapped or skipped cast shows here."""
+    combos = [  # (wrapper, forward, custom backward or "" for the derived one)
+        ("float32", "mixed_float16", ""), ("mixed_float16", "float32", ""), ("float32", "mixed_bfloat16", ""),
+        ("float32", "float32", "mixed_float16"), ("float32", "mixed_bfloat16", "float32"),
+        ("mixed_float16", "float32", "mixed_bfloat16"),
+    ]
+    out = []
+    for i, (wrapper, fw, bw) in enumerate(combos):
+        for merge_mode, return_sequences, mask in (("concat", True, "right"), ("sum", True, "holes"),
+                                                   ("ave", False, "left"), ("mul", True, "none")):
+            out.append(Case("bidi", return_sequences, return_state=(i % 2 == 0), mask=mask, merge_mode=merge_mode,
+                            backward="custom_same_units" if bw else "default", dtype_policy=wrapper,
+                            inner_policy=fw if fw != wrapper else "",
+                            backward_policy=bw if bw and bw != fw else "", group="policies", time=6))
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _all_cases() -> tuple[Case, ...]:
     seen: dict[str, Case] = {}
-    for c in core_cases() + pairwise_cases():
+    for c in core_cases() + pairwise_cases() + policy_cases():
         if excluded(c) is None:
             seen.setdefault(c.id, c)
     return tuple(seen.values())
@@ -572,7 +618,7 @@ def fixture_suite() -> tuple[Case, ...]:
             if case.id in ids:
                 chosen.setdefault(case.id, ids[case.id])
     for case in _all_cases():
-        if case.group == "pairwise":
+        if case.group in ("pairwise", "policies"):
             chosen.setdefault(case.id, case)
     return tuple(chosen.values())
 

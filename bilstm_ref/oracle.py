@@ -102,9 +102,10 @@ class KerasOracle:
         if case.family == "lstm":
             layer = L.LSTM(**case.lstm_kwargs(), dtype=pol)
         else:
-            bw = L.LSTM(**case.lstm_kwargs(backward=True), dtype=pol) if case.backward != "default" else None
-            layer = L.Bidirectional(L.LSTM(**case.lstm_kwargs(), dtype=pol), merge_mode=case.keras_merge_mode,
-                                    backward_layer=bw, dtype=pol)
+            bw = (L.LSTM(**case.lstm_kwargs(backward=True), dtype=case.bw_policy) if case.backward != "default"
+                  else None)
+            layer = L.Bidirectional(L.LSTM(**case.lstm_kwargs(), dtype=case.fw_policy),
+                                    merge_mode=case.keras_merge_mode, backward_layer=bw, dtype=pol)
         shape = (case.batch, case.time, case.features)
         if workarounds_for(case):
             layer.build(shape)

@@ -45,7 +45,7 @@ def fixture_for_case(case: Case, outputs: list[dict[str, np.ndarray]], versions:
         spec=case.spec(),
         calls=calls,
         output_names=case.output_names,
-        tolerance=TOLERANCES[case.dtype_policy],
+        tolerance=TOLERANCES[case.tolerance_policy],
         tolerance_policy=case.dtype_policy,
         flags=_flags(case),
         provenance=provenance(versions, case.seed, code_path),

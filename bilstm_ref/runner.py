@@ -122,6 +122,15 @@ def _compare_all(case: Case, expected: Outputs, actual: Outputs, tol: Tolerance)
     ]
 
 
+def _direction_tolerances(case: Case, backend: str, base: Tolerance) -> Any:
+    """Each direction's states judged at its own layer's policy (a float32 direction beside a
+    half-precision one keeps the float32 tolerance); merged outputs at the least precise one."""
+    if case.family != "bidi" or case.fw_policy == case.bw_policy == case.dtype_policy:
+        return base
+    fw, bw = tolerance_for(case.fw_policy, backend), tolerance_for(case.bw_policy, backend)
+    return TolerancePolicy(base, {"h1": fw, "c1": fw, "h2": bw, "c2": bw})
+
+
 def judge(
     case: Case,
     keras_outputs: Outputs,
@@ -135,10 +144,10 @@ def judge(
     A mismatch on a case under a known deviation counts as that deviation only when Keras
     matches the reference with the deviation's quirk switched on; otherwise it fails.
     """
-    base = tolerance_for(case.dtype_policy, backend)
+    base = tolerance_for(case.tolerance_policy, backend)
     if isinstance(tol, TolerancePolicy):
         tol = tol.with_base(base)
-    tol = tol or base
+    tol = tol or _direction_tolerances(case, backend, base)
     impl = factory(case.spec()) if factory else reference_factory(case.spec(), dtype=dtype)
     actual = run_impl(case, impl)
     results = _compare_all(case, keras_outputs, actual, tol)

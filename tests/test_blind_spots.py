@@ -290,3 +290,30 @@ def test_a_crash_in_the_deviation_recheck_is_that_fixtures_error(monkeypatch: py
         k: np.asarray(v) + 1.0 for k, v in c.expected.items()}) for c in fixture.calls))
     verdict = verify_fixture(shifted)
     assert verdict.status == "error" and "re-check crashed" in verdict.message
+
+
+# --- 3: directions whose policies differ from each other and from the wrapper's -------------------
+@pytest.mark.parametrize("wrapper, fw_policy, bw_policy", [
+    ("float32", "mixed_float16", "float32"), ("float32", "float32", "mixed_bfloat16"),
+    ("mixed_float16", "float32", "mixed_bfloat16"),
+])
+def test_each_direction_is_cast_to_its_own_policy_then_to_the_wrapper(rng, wrapper, fw_policy, bw_policy) -> None:
+    """Broken variants: the two directions' policies swapped; a direction not cast to its own policy
+    before the merge. Each half of a concat output is exactly its direction alone, cast to that
+    direction's policy and then to the wrapper's."""
+    fw = br.LSTM(3, return_sequences=True, dtype_policy=fw_policy)
+    bw = br.LSTM(3, return_sequences=True, go_backwards=True, dtype_policy=bw_policy)
+    bi = br.Bidirectional(fw, backward_layer=bw, dtype_policy=wrapper)
+    w_fw, w_bw = _weights(rng, 2, 3), _weights(rng, 2, 3)
+    bi.set_weights(w_fw + w_bw)
+    x = rng.normal(size=(2, 5, 2))
+    alone_fw = br.LSTM(3, return_sequences=True)
+    alone_bw = br.LSTM(3, return_sequences=True, go_backwards=True)
+    alone_fw.set_weights(w_fw)
+    alone_bw.set_weights(w_bw)
+    compute = bi.dtype
+    expected_fw = dtypes.cast_output(dtypes.cast_output(alone_fw(x), fw_policy, compute), wrapper, compute)
+    expected_bw = dtypes.cast_output(dtypes.cast_output(alone_bw(x)[:, ::-1], bw_policy, compute), wrapper, compute)
+    y = np.asarray(bi(x), np.float64)
+    np.testing.assert_array_equal(y[..., :3], np.asarray(expected_fw, np.float64))
+    np.testing.assert_array_equal(y[..., 3:], np.asarray(expected_bw, np.float64))

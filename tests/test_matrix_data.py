@@ -32,7 +32,7 @@ def all_cases() -> list[Case]:
 
 def test_ids_are_unique_and_no_case_is_silently_dropped(pairwise):
     core = matrix.core_cases()
-    ids = [c.id for c in core + pairwise]
+    ids = [c.id for c in core + pairwise + matrix.policy_cases()]
     assert len(ids) == len(set(ids))
     assert sorted(c.id for c in matrix.cases()) == sorted(ids)
 

@@ -24,6 +24,12 @@ BROKEN = "broken_impls:off_by_a_tenth_percent"
 BASE = ("-p", "no:cacheprovider")
 
 
+#: The Bidirectional concat sequence fixtures of one policy throughout: the machinery tests below use
+#: a port off by 0.1%, which the half-precision tolerances of the mixed-policy cases would let pass.
+MIXED = ("B3T6n4",)
+CONCAT_SEQ = "bidi-concat-seq and not B3T6n4"
+
+
 def fixture_ids(*include: str, exclude: tuple[str, ...] = ()) -> list[str]:
     ids = sorted(p.name[:-5] for p in FIXTURES.glob("*.json"))
     return [i for i in ids if all(s in i for s in include) and not any(s in i for s in exclude)]
@@ -61,16 +67,16 @@ def test_plugin_options_are_registered(pytester: pytest.Pytester) -> None:
 
 # --- the matrix from fixtures -------------------------------------------------------------------
 def test_reference_passes_the_fixture_matrix(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest(*matrix_args(REFERENCE, "-k", "bidi-concat-seq"))
-    result.assert_outcomes(passed=len(fixture_ids("bidi-concat-seq")))
-    assert len(fixture_ids("bidi-concat-seq")) == 44
+    result = pytester.runpytest(*matrix_args(REFERENCE, "-k", CONCAT_SEQ))
+    result.assert_outcomes(passed=len(fixture_ids("bidi-concat-seq", exclude=MIXED)))
+    assert len(fixture_ids("bidi-concat-seq", exclude=MIXED)) == 44
 
 
 def test_broken_implementation_fails_naming_the_output(pytester: pytest.Pytester, broken: str) -> None:
-    result = pytester.runpytest(*matrix_args(broken, "-k", "bidi-concat-seq", "-rf"))
+    result = pytester.runpytest(*matrix_args(broken, "-k", CONCAT_SEQ, "-rf"))
     result.assert_outcomes(failed=44)
     text = result.stdout.str()
-    for cid in fixture_ids("bidi-concat-seq"):
+    for cid in fixture_ids("bidi-concat-seq", exclude=MIXED):
         assert f"{cid} does not match Keras:" in text, cid
     assert text.count("output: max|diff|=") >= 44
     assert re.search(r"call1/output: max\|diff\|=[0-9.e-]+ at \(\d+, \d+, \d+\), max rel=", text)
@@ -82,13 +88,13 @@ def test_broken_implementation_fails_naming_the_output(pytester: pytest.Pytester
 def test_expected_failures_file_makes_them_xfail(pytester: pytest.Pytester, broken: str) -> None:
     xfail = pytester.path / "xfail.txt"
     xfail.write_text("# port status\n\nbidi-concat-seq-mask_  scales its output\n", encoding="utf-8")
-    result = pytester.runpytest(*matrix_args(broken, "-k", "bidi-concat-seq", "--bilstm-ref-xfail", str(xfail),
+    result = pytester.runpytest(*matrix_args(broken, "-k", CONCAT_SEQ, "--bilstm-ref-xfail", str(xfail),
                                              "-rxX"))
-    listed = len(fixture_ids("bidi-concat-seq-mask_"))
+    listed = len(fixture_ids("bidi-concat-seq-mask_", exclude=MIXED))
     result.assert_outcomes(xfailed=listed, failed=44 - listed)
     assert "scales its output" in result.stdout.str()
     # on the reference the listed cases pass: non-strict xfail, so they are xpassed, not failures
-    result = pytester.runpytest(*matrix_args(REFERENCE, "-k", "bidi-concat-seq", "--bilstm-ref-xfail", str(xfail)))
+    result = pytester.runpytest(*matrix_args(REFERENCE, "-k", CONCAT_SEQ, "--bilstm-ref-xfail", str(xfail)))
     result.assert_outcomes(xpassed=listed, passed=44 - listed)
 
 
