@@ -204,3 +204,32 @@ def test_bidirectional_takes_the_compute_dtype(keras) -> None:
     y = ref(x)
     assert y.dtype == np.float32 and ref.forward_layer.dtype == ref.backward_layer.dtype == np.float32
     np.testing.assert_allclose(y, np.asarray(k(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("policy, merge_mode", [("mixed_float16", "sum"), ("mixed_float16", "ave"),
+                                                ("mixed_float16", "mul"), ("mixed_bfloat16", "sum"),
+                                                ("mixed_bfloat16", "ave"), ("mixed_bfloat16", "mul")])
+def test_half_precision_merge_is_exactly_kerass(keras, policy: str, merge_mode: str) -> None:
+    """The reference's merge step (cast each direction, merge in the wrapper's dtype, round once) applied
+    to Keras's own direction outputs gives Keras's merged output exactly: 0 units of the half format."""
+    from bilstm_ref import dtypes
+    from bilstm_ref.bidirectional import merge
+
+    L = keras.layers
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)  # the inner layers compute in half precision too
+    try:
+        x = np.random.default_rng(5).normal(size=(3, 7, 4)).astype("float32")
+        merged = L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode=merge_mode)
+        merged(x)
+        split = L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode=None)
+        split(x)
+        split.set_weights(merged.get_weights())
+        y_keras = np.asarray(merged(x)).astype(np.float64)
+        y_f, y_b = (np.asarray(v) for v in split(x))
+    finally:
+        keras.config.set_dtype_policy(old)
+    compute = np.dtype("float32")
+    y_f32, y_b32 = y_f.astype(np.float32), y_b.astype(np.float32)
+    ours = dtypes.cast_output(merge(y_f32, y_b32, merge_mode), policy, compute)
+    np.testing.assert_array_equal(np.asarray(ours, np.float64), y_keras)
