@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
-import copy
 import dataclasses
 import json
 import os

@@ -52,7 +52,6 @@ def test_links_and_anchors_resolve(doc: Path) -> None:
     for target in LINK.findall(text):
         if re.match(r"^[a-z]+:", target):
             continue  # http(s), mailto: not checked offline
-        base = doc.parent if not target.startswith("#") else doc
         problem = check(target, doc.parent) if not target.startswith("#") else (
             "" if target[1:] in anchors(doc) else f"{target}: no section")
         if problem:

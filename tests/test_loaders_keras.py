@@ -10,7 +10,6 @@ nested Sequential, a plain LSTM with go_backwards, a Lambda that must never run.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import BilstmRefError
 from ..harness import SCHEMA_VERSION, record_of
 
-__all__ = ["ReportData", "write_json", "write_all", "STATUSES"]
+__all__ = ["ReportData", "write_json", "write_all", "draw_plots", "STATUSES"]
 
 #: Every status a record can have, in report order (problems first).
 STATUSES = ("fail", "error", "integrity", "xpass", "xfail", "known-deviation", "pass")
@@ -143,6 +143,16 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def draw_plots(draw: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """(images, written) of ``draw()`` ({name: png path}); a plot that cannot be drawn is noted as
+    ``"skipped:plots"``: a finished run is never thrown away for want of a plot."""
+    try:
+        images = draw()
+    except BilstmRefError as e:
+        return {}, {"skipped:plots": str(e)}
+    return images, {f"plot:{k}": v for k, v in images.items()}
+
+
 def write_all(out_dir: str, data: ReportData, plots: bool = True) -> dict[str, str]:
     """Write every format into ``out_dir``; returns {kind: path}."""
     from .html import render_html
@@ -151,16 +161,12 @@ def write_all(out_dir: str, data: ReportData, plots: bool = True) -> dict[str, s
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, str] = {}
     images: dict[str, str] = {}
+    written: dict[str, str] = {}
     if plots:
         from .plots import make_plots
 
-        try:
-            images = make_plots(data, out)
-            written.update({f"plot:{k}": v for k, v in images.items()})
-        except BilstmRefError as e:  # a finished run is never thrown away for want of a plot
-            written["skipped:plots"] = str(e)
+        images, written = draw_plots(lambda: make_plots(data, out))
     write_json(str(out / "report.json"), data)
     written["json"] = str(out / "report.json")
     _atomic_text(out / "report.md", render_markdown(data, images))

@@ -210,18 +210,14 @@ def write_verify_report(out_dir: str, d: dict[str, Any], plots: bool = True) -> 
 
     Plots need matplotlib; without it they are skipped with a note in the returned dict
     (``"skipped:plots"``) and everything else is still written."""
-    from . import _atomic_text
+    from . import _atomic_text, draw_plots
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, str] = {}
     images: dict[str, str] = {}
+    written: dict[str, str] = {}
     if plots:
-        try:
-            images = _plots(d, out)
-            written.update({f"plot:{k}": v for k, v in images.items()})
-        except BilstmRefError as e:
-            written["skipped:plots"] = str(e)
+        images, written = draw_plots(lambda: _plots(d, out))
     _atomic_text(out / "verify.json", json.dumps(d, indent=1, allow_nan=False) + "\n")
     written["json"] = str(out / "verify.json")
     _atomic_text(out / "verify.md", render_markdown(d, images))
