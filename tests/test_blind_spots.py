@@ -317,3 +317,89 @@ def test_each_direction_is_cast_to_its_own_policy_then_to_the_wrapper(rng, wrapp
     y = np.asarray(bi(x), np.float64)
     np.testing.assert_array_equal(y[..., :3], np.asarray(expected_fw, np.float64))
     np.testing.assert_array_equal(y[..., 3:], np.asarray(expected_bw, np.float64))
+
+
+# --- mutation survivors: guards, states and limits the suite did not pin ---------------------------
+def test_bad_bidirectional_constructions_are_refused(rng) -> None:
+    from bilstm_ref.bidirectional import merge
+
+    with pytest.raises(br.ConfigError, match="merge_mode"):
+        merge(np.zeros((1, 2)), np.zeros((1, 2)), "max")
+    with pytest.raises(br.UnsupportedModelError, match="weights"):
+        br.Bidirectional(br.LSTM(2), weights=[np.zeros(1)])
+    with pytest.raises(br.UnsupportedModelError, match="expected a bilstm_ref.LSTM"):
+        br.Bidirectional("lstm")  # type: ignore[arg-type]
+    with pytest.raises(br.UnsupportedModelError, match="backward_layer: expected a bilstm_ref.LSTM"):
+        br.Bidirectional(br.LSTM(2), backward_layer="lstm")  # type: ignore[arg-type]
+    with pytest.raises(br.UnsupportedModelError, match="missing 'layer'"):
+        br.Bidirectional.from_config({"merge_mode": "concat"})
+    for entry, fragment in ((["LSTM"], "expected a serialized LSTM layer"), ({"class_name": "GRU", "config": {}}, "only LSTM"),
+                            ({"class_name": "LSTM", "config": []}, "expected a dict")):
+        with pytest.raises(br.UnsupportedModelError, match=fragment):
+            br.Bidirectional.from_config({"layer": entry})
+    bare = br.Bidirectional.from_config({"layer": {"units": 2}})  # a bare LSTM config is taken as is
+    assert bare.forward_layer.units == 2
+    assert bare.get_config()["trainable"] is True and bare.name == "bidirectional"
+
+
+def test_bidirectional_reset_state_needs_a_stateful_layer() -> None:
+    with pytest.raises(br.StateError, match="must be stateful"):
+        br.Bidirectional(br.LSTM(2)).reset_state()
+
+
+def test_a_custom_backward_layer_keeps_its_compute_dtype() -> None:
+    bi = br.Bidirectional(br.LSTM(2), backward_layer=br.LSTM(2, go_backwards=True, dtype="float32"))
+    assert bi.forward_layer.dtype == np.float64 and bi.backward_layer.dtype == np.float32
+
+
+def test_dtype_policies_given_as_objects_and_unknown_ones() -> None:
+    from types import SimpleNamespace
+
+    assert br.LSTM(2, dtype_policy=SimpleNamespace(name="mixed_float16")).dtype_policy == "mixed_float16"
+    with pytest.raises(br.UnsupportedModelError, match="dtype policy"):
+        br.LSTM(2, dtype_policy="mixed_int8")
+
+
+def test_non_element_wise_activations_are_refused_by_name() -> None:
+    for name in ("softmax", "log_softmax"):
+        with pytest.raises(br.UnsupportedModelError, match=name):
+            br.LSTM(2, activation=name)
+
+
+def test_set_states_loads_the_states_a_stateful_layer_starts_from(rng) -> None:
+    layer = _lstm(rng, stateful=True, return_state=True)
+    h0, c0 = rng.normal(size=(2, 4)), rng.normal(size=(2, 4))
+    layer.set_states([h0, c0])
+    np.testing.assert_array_equal(layer.states[0], h0)
+    x = rng.normal(size=(2, 5, 3))
+    fresh = _lstm(np.random.default_rng(0), return_state=True)
+    fresh.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(layer(x)[0], fresh(x, initial_state=[h0, c0])[0])
+    with pytest.raises(br.StateError, match="must be stateful"):
+        _lstm(rng).set_states([h0, c0])
+    with pytest.raises(br.StateError, match="must be stateful"):
+        _lstm(rng).reset_state()
+
+
+def test_a_stateful_layer_keeps_its_batch_size(rng) -> None:
+    layer = _lstm(rng, n=3, stateful=True)  # batch 2 != units 3: the check compares the batch axis
+    layer(rng.normal(size=(2, 4, 3)))
+    layer(rng.normal(size=(2, 4, 3)))
+    with pytest.raises(br.StateError, match="batch 2, now 3"):
+        layer(rng.normal(size=(3, 4, 3)))
+
+
+def test_training_mode_on_a_plain_lstm_without_dropout_computes_as_inference(rng) -> None:
+    layer = _lstm(rng, return_sequences=True)
+    x = rng.normal(size=(2, 4, 3))
+    np.testing.assert_array_equal(layer(x, training=True), layer(x))
+
+
+def test_the_work_limit_is_checked_before_anything_is_allocated(rng) -> None:
+    from bilstm_ref.lstm import MAX_WORK_ELEMENTS
+
+    layer = _lstm(rng, d=3, n=1)  # 3 + 5 = 8 elements per (sample, step)
+    steps = MAX_WORK_ELEMENTS // 8 + 1
+    x = np.broadcast_to(np.zeros(3), (1, steps, 3))  # a view: no memory behind it
+    with pytest.raises(br.ResourceLimitError, match=rf"1\*{steps}\*\(3\+5\*1\)"):
+        layer(x)
