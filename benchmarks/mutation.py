@@ -13,10 +13,12 @@ in a private copy of the package. Two verdicts per mutant:
     forward-pass tests fails.
 
 Kill rates are reported per module. For (a) the denominator is the mutants on lines a layer call
-executes while the committed fixtures are verified (the readable scan, the specification of the
-fast path, is judged by the suite's equivalence proof instead, as are input checks the fixtures
-never reach). Mutants listed in ``benchmarks/mutation_equivalent.txt`` (``module:line:operator``
-and why: they cannot change any result) are left out of both denominators.
+executes while the committed fixtures are verified, less the input checks (an ``if`` whose body
+only raises, and ``raise`` statements): fixtures hold valid inputs only, and the readable scan (the
+specification of the fast path) is judged by the suite's equivalence proof instead. Mutants listed
+in ``benchmarks/mutation_equivalent.txt`` (``module:line:operator[#index]`` and why no input can
+tell them apart) are left out of both denominators. ``--rerun`` re-judges only an earlier run's
+survivors (while the mutated modules and the fixtures are unchanged).
 """
 
 from __future__ import annotations
@@ -59,10 +61,15 @@ class Mutant:
     line: int
     operator: str
     description: str
+    guard: bool = False  # in an input check (an `if` whose body only raises): fixtures hold valid inputs only
 
     @property
     def key(self) -> str:
         return f"{self.module}:{self.line}:{self.operator}"
+
+    def reviewed(self, equivalent: dict[str, str]) -> bool:
+        """Listed as equivalent, for its line and operator or by its index."""
+        return self.key in equivalent or f"{self.key}#{self.index}" in equivalent
 
 
 def _docstring_nodes(tree: ast.AST) -> set[int]:
@@ -72,6 +79,18 @@ def _docstring_nodes(tree: ast.AST) -> set[int]:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
                 out.add(id(first))
+    return out
+
+
+def _guards(tree: ast.AST) -> set[int]:
+    """Nodes of input checks: an ``if`` whose body only raises, its condition, and a bare ``raise``."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and node.body and all(isinstance(b, ast.Raise) for b in node.body) \
+                and not node.orelse:
+            out |= {id(n) for n in ast.walk(node)}
+        elif isinstance(node, ast.Raise):
+            out |= {id(n) for n in ast.walk(node)}
     return out
 
 
@@ -99,7 +118,7 @@ def _sites(tree: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
             yield node, "bool", f"{node.value} -> {not node.value}"
         elif isinstance(node, ast.Call) and len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args[:2]):
-            yield node, "swap", "swap the first two arguments"
+            yield node, "swap", f"swap the first two arguments of {ast.unparse(node.func)}"
         if isinstance(node, (ast.FunctionDef, ast.For, ast.If, ast.With, ast.While)):
             for field in ("body", "orelse"):
                 for stmt in getattr(node, field, []) or []:
@@ -147,7 +166,9 @@ class _Apply(ast.NodeTransformer):
 
 def mutants(module: str) -> list[Mutant]:
     tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
-    return [Mutant(module, i, getattr(node, "lineno", 0), op, desc) for i, (node, op, desc) in enumerate(_sites(tree))]
+    guards = _guards(tree)
+    return [Mutant(module, i, getattr(node, "lineno", 0), op, desc, id(node) in guards)
+            for i, (node, op, desc) in enumerate(_sites(tree))]
 
 
 def mutated_source(m: Mutant) -> str:
@@ -230,6 +251,9 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="at most N mutants per module (a quick look)")
     p.add_argument("--only", default=None, help="MODULE:LINE: just the mutants of one line")
     p.add_argument("--fixtures-only", action="store_true", help="verdict (a) only")
+    p.add_argument("--rerun", default=None, metavar="JSON",
+                   help="an earlier --json of the same modules: keep its kills, judge only its survivors again "
+                        "(valid while the mutated modules and the fixtures are unchanged)")
     args = p.parse_args()
     modules = [m.strip() for m in args.modules.split(",") if m.strip()]
     todo = [m for mod in modules for m in mutants(mod)[: args.limit]]
@@ -238,12 +262,19 @@ def main() -> None:
         todo = [m for m in todo if m.module == mod and m.line == int(line)]
     equivalent = _equivalent()
     executed = executed_lines()
+    previous: dict[tuple[str, int], dict[str, str]] = {}
+    if args.rerun:
+        for row in json.loads(Path(args.rerun).read_text(encoding="utf-8"))["mutants"]:
+            previous[(row["module"], row["index"])] = {k: row[k] for k in ("fixtures", "suite") if k in row}
+    kept = {m: previous[(m.module, m.index)] for m in todo if (m.module, m.index) in previous
+            and previous[(m.module, m.index)].get("suite", previous[(m.module, m.index)]["fixtures"]) != "survived"}
+    todo = [m for m in todo if m not in kept]
     print(f"{len(todo)} mutants in {modules}; {len(equivalent)} reviewed as equivalent", file=sys.stderr, flush=True)
     work = [Path(tempfile.mkdtemp(prefix="mutation-")) for _ in range(args.jobs)]
     for w in work:
         shutil.copytree(PACKAGE, w / "bilstm_ref", ignore=shutil.ignore_patterns("__pycache__"))
     free = list(work)
-    results: dict[Mutant, dict[str, str]] = {}
+    results: dict[Mutant, dict[str, str]] = dict(kept)
     t0 = time.perf_counter()
 
     def one(m: Mutant) -> tuple[Mutant, dict[str, str]]:
@@ -270,14 +301,17 @@ def report(results: dict[Mutant, dict[str, str]], equivalent: dict[str, str], ex
 
     rows, survivors = [], []
     for mod in sorted({m.module for m in results}):
-        ms = [m for m in results if m.module == mod and results[m]["fixtures"] != "invalid" and m.key not in equivalent]
-        in_call = [m for m in ms if m.line in executed.get(mod, set())]
+        ms = [m for m in results if m.module == mod and results[m]["fixtures"] != "invalid" and not m.reviewed(equivalent)]
+        in_call = [m for m in ms if m.line in executed.get(mod, set()) and not m.guard]
         a = sum(killed(results[m]["fixtures"]) for m in in_call)
         a_all = sum(killed(results[m]["fixtures"]) for m in ms)
         b = sum(killed(results[m].get("suite", "survived")) for m in ms)
         rows.append((mod, len(ms), len(in_call), a, a_all, b))
         survivors += [m for m in ms if not killed(results[m].get("suite" if suite else "fixtures", "survived"))]
-    print("\nmodule          mutants  in a layer call  (a) fixtures, in call     (a) fixtures, all"
+    in_call_survivors = [m for m in results if m.line in executed.get(m.module, set()) and not m.guard
+                         and not m.reviewed(equivalent) and results[m]["fixtures"] == "survived"]
+    print("\n(a) counts mutants on lines a layer call executes while the fixtures are verified, input checks left out")
+    print("module          mutants  in a layer call  (a) fixtures, in call     (a) fixtures, all"
           + ("     (b) fixtures + suite" if suite else ""))
     tot = [0] * 5
     for mod, n, n_call, a, a_all, b in rows:
@@ -293,16 +327,20 @@ def report(results: dict[Mutant, dict[str, str]], equivalent: dict[str, str], ex
     if suite:
         line += f"     {b:>5} ({b / max(n, 1):6.1%})"
     print(line)
-    print(f"\nequivalent (reviewed, left out): {sum(m.key in equivalent for m in results)}; invalid: "
+    print(f"\nequivalent (reviewed, left out): {sum(m.reviewed(equivalent) for m in results)}; invalid: "
           f"{sum(v['fixtures'] == 'invalid' for v in results.values())}")
     print(f"surviving {'(b)' if suite else '(a)'}: {len(survivors)}")
     for m in survivors:
         print(f"  {m.key}  {m.description}  [(a) {results[m]['fixtures']}]")
+    print(f"surviving (a), in a layer call: {len(in_call_survivors)}")
+    for m in in_call_survivors:
+        print(f"  {m.key}  {m.description}")
     if json_path:
         Path(json_path).write_text(json.dumps({
             "rows": [dict(zip(("module", "mutants", "in_call", "a_in_call", "a_all", "b"), r)) for r in rows],
-            "mutants": [{**dataclasses.asdict(m), "key": m.key, **v, "in_call": m.line in executed.get(m.module, set()),
-                         "equivalent": equivalent.get(m.key)} for m, v in results.items()],
+            "mutants": [{**dataclasses.asdict(m), "key": m.key, **v,
+                         "in_call": m.line in executed.get(m.module, set()) and not m.guard,
+                         "equivalent": m.reviewed(equivalent)} for m, v in results.items()],
         }, indent=1), encoding="utf-8")
 
 

@@ -403,3 +403,20 @@ def test_the_work_limit_is_checked_before_anything_is_allocated(rng) -> None:
     x = np.broadcast_to(np.zeros(3), (1, steps, 3))  # a view: no memory behind it
     with pytest.raises(br.ResourceLimitError, match=rf"1\*{steps}\*\(3\+5\*1\)"):
         layer(x)
+
+
+def test_weights_from_any_iterable_and_states_survive_new_weights(rng) -> None:
+    layer = br.LSTM(4, stateful=True)
+    layer.set_weights(iter(_weights(rng, 3, 4)))
+    bi = br.Bidirectional(br.LSTM(2))
+    bi.set_weights(w for w in _weights(rng, 3, 2) + _weights(rng, 3, 2))
+    layer(rng.normal(size=(2, 5, 3)))
+    before = layer.states
+    layer.set_weights(layer.get_weights())  # as in Keras: new weights do not reset stored states
+    np.testing.assert_array_equal(layer.states[0], before[0])
+
+
+def test_repr_and_a_layer_object_inside_a_bidirectional_config() -> None:
+    assert "return_sequences" in repr(br.LSTM(2, return_sequences=True))
+    bi = br.Bidirectional.from_config({"layer": br.LSTM(3, return_sequences=True), "merge_mode": "sum"})
+    assert bi.forward_layer.units == 3 and bi.return_sequences and bi.merge_mode == "sum"
