@@ -82,14 +82,26 @@ def _docstring_nodes(tree: ast.AST) -> set[int]:
     return out
 
 
+def _is_check(stmt: ast.stmt) -> bool:
+    """An input check: ``raise``; an ``if`` (no ``else``) whose body builds a message and raises, or only
+    holds checks; a ``for`` whose body only holds checks."""
+    if isinstance(stmt, ast.Raise):
+        return True
+    if isinstance(stmt, ast.If) and not stmt.orelse and stmt.body:
+        *lead, last = stmt.body
+        if isinstance(last, ast.Raise) and all(isinstance(b, ast.Assign) for b in lead):
+            return True
+        return all(_is_check(b) for b in stmt.body)
+    if isinstance(stmt, ast.For) and not stmt.orelse and stmt.body:
+        return all(_is_check(b) for b in stmt.body)
+    return False
+
+
 def _guards(tree: ast.AST) -> set[int]:
-    """Nodes of input checks: an ``if`` whose body only raises, its condition, and a bare ``raise``."""
+    """Nodes inside input checks (:func:`_is_check`), which fixtures of valid inputs cannot reach."""
     out: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and node.body and all(isinstance(b, ast.Raise) for b in node.body) \
-                and not node.orelse:
-            out |= {id(n) for n in ast.walk(node)}
-        elif isinstance(node, ast.Raise):
+        if isinstance(node, ast.stmt) and _is_check(node):
             out |= {id(n) for n in ast.walk(node)}
     return out
 
