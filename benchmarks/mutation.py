@@ -17,7 +17,8 @@ executes while the committed fixtures are verified, less the input checks (an ``
 only raises, and ``raise`` statements): fixtures hold valid inputs only, and the readable scan (the
 specification of the fast path) is judged by the suite's equivalence proof instead. Mutants listed
 in ``benchmarks/mutation_equivalent.txt`` (``module:line:operator[#index]`` and why no input can
-tell them apart) are left out of both denominators. ``--rerun`` re-judges only an earlier run's
+tell them apart) are left out of both denominators; those marked "speed only" (they change which
+bit-identical path computes a result) are left out of (a) only. ``--rerun`` re-judges only an earlier run's
 survivors (while the mutated modules and the fixtures are unchanged).
 """
 
@@ -69,7 +70,16 @@ class Mutant:
 
     def reviewed(self, equivalent: dict[str, str]) -> bool:
         """Listed as equivalent, for its line and operator or by its index."""
-        return self.key in equivalent or f"{self.key}#{self.index}" in equivalent
+        return self._entry(equivalent) is not None and not self.speed_only(equivalent)
+
+    def speed_only(self, equivalent: dict[str, str]) -> bool:
+        """Listed as equivalent in every result, changing only which (bit-identical) path computes it:
+        out of (a), which judges results; in (b), whose tests also check the path."""
+        entry = self._entry(equivalent)
+        return entry is not None and entry.startswith("speed only:")
+
+    def _entry(self, equivalent: dict[str, str]) -> Optional[str]:
+        return equivalent.get(self.key, equivalent.get(f"{self.key}#{self.index}"))
 
 
 def _docstring_nodes(tree: ast.AST) -> set[int]:
@@ -263,6 +273,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="at most N mutants per module (a quick look)")
     p.add_argument("--only", default=None, help="MODULE:LINE: just the mutants of one line")
     p.add_argument("--fixtures-only", action="store_true", help="verdict (a) only")
+    p.add_argument("--report", default=None, metavar="JSON", help="print the report of an earlier --json only")
     p.add_argument("--rerun", default=None, metavar="JSON",
                    help="an earlier --json of the same modules: keep its kills, judge only its survivors again "
                         "(valid while the mutated modules and the fixtures are unchanged)")
@@ -274,6 +285,13 @@ def main() -> None:
         todo = [m for m in todo if m.module == mod and m.line == int(line)]
     equivalent = _equivalent()
     executed = executed_lines()
+    if args.report:
+        rows = json.loads(Path(args.report).read_text(encoding="utf-8"))["mutants"]
+        current = {(m.module, m.index): m for m in todo}
+        done = {current[(r["module"], r["index"])]: {k: r[k] for k in ("fixtures", "suite") if k in r} for r in rows
+                if (r["module"], r["index"]) in current}
+        report(done, equivalent, executed, None, all("suite" in v for v in done.values()))
+        return
     previous: dict[tuple[str, int], dict[str, str]] = {}
     if args.rerun:
         for row in json.loads(Path(args.rerun).read_text(encoding="utf-8"))["mutants"]:
@@ -314,14 +332,16 @@ def report(results: dict[Mutant, dict[str, str]], equivalent: dict[str, str], ex
     rows, survivors = [], []
     for mod in sorted({m.module for m in results}):
         ms = [m for m in results if m.module == mod and results[m]["fixtures"] != "invalid" and not m.reviewed(equivalent)]
-        in_call = [m for m in ms if m.line in executed.get(mod, set()) and not m.guard]
+        in_call = [m for m in ms if m.line in executed.get(mod, set()) and not m.guard
+                   and not m.speed_only(equivalent)]
         a = sum(killed(results[m]["fixtures"]) for m in in_call)
         a_all = sum(killed(results[m]["fixtures"]) for m in ms)
         b = sum(killed(results[m].get("suite", "survived")) for m in ms)
         rows.append((mod, len(ms), len(in_call), a, a_all, b))
         survivors += [m for m in ms if not killed(results[m].get("suite" if suite else "fixtures", "survived"))]
     in_call_survivors = [m for m in results if m.line in executed.get(m.module, set()) and not m.guard
-                         and not m.reviewed(equivalent) and results[m]["fixtures"] == "survived"]
+                         and not m.reviewed(equivalent) and not m.speed_only(equivalent)
+                         and results[m]["fixtures"] == "survived"]
     print("\n(a) counts mutants on lines a layer call executes while the fixtures are verified, input checks left out")
     print("module          mutants  in a layer call  (a) fixtures, in call     (a) fixtures, all"
           + ("     (b) fixtures + suite" if suite else ""))
@@ -352,7 +372,8 @@ def report(results: dict[Mutant, dict[str, str]], equivalent: dict[str, str], ex
             "rows": [dict(zip(("module", "mutants", "in_call", "a_in_call", "a_all", "b"), r)) for r in rows],
             "mutants": [{**dataclasses.asdict(m), "key": m.key, **v,
                          "in_call": m.line in executed.get(m.module, set()) and not m.guard,
-                         "equivalent": m.reviewed(equivalent)} for m, v in results.items()],
+                         "equivalent": m.reviewed(equivalent), "speed_only": m.speed_only(equivalent)}
+                        for m, v in results.items()],
         }, indent=1), encoding="utf-8")
 
 
