@@ -163,13 +163,10 @@ def _matrix_cases(args: argparse.Namespace) -> list[Any]:
     return shard(matrix.select(pool, args.k), getattr(args, "shard", None))
 
 
-#: What installs each Keras backend (torch: the CPU build the project tests with).
-BACKEND_INSTALL = {"tensorflow": "pip install 'bilstm_ref[keras]'", "jax": "pip install jax",
-                   "torch": "pip install torch==2.13.0"}
-
-
 def _check_backend(backend: Optional[str]) -> None:
     import importlib.util
+
+    from .scoreboard import BACKEND_INSTALL
 
     if backend and importlib.util.find_spec(backend) is None:
         raise BilstmRefError(f"--backend {backend}: {backend} is not installed; install it with: {BACKEND_INSTALL[backend]}")
@@ -366,7 +363,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
                           tolerance=tolerance_from_args(args.atol, args.rtol, args.ulp, args.tol_output or []),
                           samples=args.samples, time_steps=args.time, seed=args.seed, dtype=args.dtype,
                           progress=progress.update)
-    progress.close()
     data = result.as_dict()
     data["argv"] = list(getattr(args, "argv", []))
     print(render_text(data))
@@ -393,9 +389,6 @@ class _SampleProgress:
         if now - self._last > 5 or (done == total and now - self.t0 > 5):
             self._last = now
             print(f"  {done}/{total} samples, {now - self.t0:.0f}s", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        pass
 
 
 def _add_verify(sub: Any) -> None:

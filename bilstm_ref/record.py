@@ -16,7 +16,7 @@ from .compare import TOLERANCES
 from .errors import KerasUnavailableError
 from .fixtures import Call, Fixture, provenance
 from .matrix import Case, mask_pattern, workarounds_for
-from .spec import LayerSpec, output_names
+from .spec import LayerSpec, layer_policy, output_names
 
 __all__ = ["fixture_for_case", "model_fixtures", "real_data_fixtures", "CODE_PATH"]
 
@@ -119,13 +119,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-") or "layer"
 
 
-def layer_policy(spec: LayerSpec) -> str:
-    """The layer's Keras dtype policy (``float32`` when the config names none the reference knows)."""
-    from .verify.model import layer_policy as policy
-
-    return policy(spec)
-
-
 def model_fixtures(spec: LayerSpec, model_name: str, n_cases: int = 4, seed: int = 0, batch: int = 3,
                    time: int = 8, masks: bool = False, states: bool = False) -> list[Fixture]:
     """Fixtures for a user's layer (from :func:`bilstm_ref.load_spec`): random inputs of its shape,
@@ -198,15 +191,13 @@ def real_data_fixtures(model: str, inputs: Optional[str] = None, layers: Optiona
         layers: layer names; None: every LSTM and Bidirectional(LSTM).
     """
     from .loaders import load_spec
-    from .verify.inputs import generated_inputs, read_inputs
     from .verify.keras_model import KerasModel
-    from .verify.model import mask_sources_of, select_layers
+    from .verify.model import input_source, mask_sources_of, select_layers
 
     km = KerasModel(model, config=config)
     chosen, _ = select_layers(km, layers, model)
     specs = {r.path: load_spec(model, layer=r.path, config=config) for r in chosen}  # the loaders' view
-    source = (read_inputs(inputs, km.input_specs()) if inputs is not None
-              else generated_inputs(km.input_specs(), samples=samples, time=time_steps, seed=seed))
+    source = input_source(km, inputs, samples, time_steps, seed)
     offset, arrays = next(source.batches(samples))
     masks = mask_sources_of(model, config)
     with km.capture(list(specs)) as run:

@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-__all__ = ["BACKENDS", "run_scoreboard", "combine", "render_markdown"]
+__all__ = ["BACKENDS", "BACKEND_INSTALL", "run_scoreboard", "combine", "render_markdown"]
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+#: What installs each Keras backend (torch: the CPU build the project tests with).
+BACKEND_INSTALL = {"tensorflow": "pip install 'bilstm_ref[keras]'", "jax": "pip install jax",
+                   "torch": "pip install torch==2.13.0"}
 
 
 def installed(backend: str) -> bool:
@@ -35,9 +38,8 @@ def run_scoreboard(out_dir: str, backends: Sequence[str], patterns: Optional[Seq
             runs[backend] = {"status": "not installed", "reason": "Keras is not installed: pip install 'bilstm_ref[keras]'"}
             continue
         if not installed(backend):
-            runs[backend] = {"status": "not installed", "reason": f"{backend} is not installed: "
-                             + ("pip install 'bilstm_ref[keras]'" if backend == "tensorflow"
-                                else f"pip install {BACKENDS[backend]}" + ("==2.13.0" if backend == "torch" else ""))}
+            runs[backend] = {"status": "not installed",
+                             "reason": f"{backend} is not installed: {BACKEND_INSTALL[backend]}"}
             continue
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"check-{backend}.json"

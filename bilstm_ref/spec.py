@@ -8,10 +8,12 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from .bidirectional import Bidirectional
-from .errors import ConfigError, UnsupportedModelError
+from .dtypes import policy_name
+from .errors import BilstmRefError, ConfigError, UnsupportedModelError
 from .lstm import LSTM
 
-__all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "output_names", "SUPPORTED_CLASSES"]
+__all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "output_names", "layer_policy",
+           "SUPPORTED_CLASSES"]
 
 SUPPORTED_CLASSES = ("LSTM", "Bidirectional")
 Layer = Union[LSTM, Bidirectional]
@@ -52,6 +54,14 @@ def output_names(spec: LayerSpec, n: int) -> tuple[str, ...]:
     merge = spec.config.get("merge_mode", "concat")
     first = ("output_fw", "output_bw") if merge is None else ("output",)
     return (first + ("h1", "c1", "h2", "c2"))[:n]
+
+
+def layer_policy(spec: LayerSpec) -> str:
+    """The layer's Keras dtype policy (``float32`` when the config names none or an unknown one)."""
+    try:
+        return policy_name(spec.config.get("dtype"))
+    except BilstmRefError:
+        return "float32"
 
 
 def build(spec: LayerSpec, dtype: Any = None, quirks: tuple[str, ...] = ()) -> Layer:

@@ -143,14 +143,22 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def draw_plots(draw: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """(images, written) of ``draw()`` ({name: png path}); a plot that cannot be drawn is noted as
-    ``"skipped:plots"``: a finished run is never thrown away for want of a plot."""
+def draw_plots(wanted: bool, draw: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """(images, written) of ``draw()`` ({name: png path}) when plots are ``wanted``; a plot that cannot
+    be drawn is noted as ``"skipped:plots"``: a finished run is never thrown away for want of a plot."""
+    if not wanted:
+        return {}, {}
     try:
         images = draw()
     except BilstmRefError as e:
         return {}, {"skipped:plots": str(e)}
     return images, {f"plot:{k}": v for k, v in images.items()}
+
+
+def _make_plots(data: ReportData, out: Path) -> dict[str, str]:
+    from .plots import make_plots
+
+    return make_plots(data, out)
 
 
 def write_all(out_dir: str, data: ReportData, plots: bool = True) -> dict[str, str]:
@@ -161,12 +169,7 @@ def write_all(out_dir: str, data: ReportData, plots: bool = True) -> dict[str, s
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images: dict[str, str] = {}
-    written: dict[str, str] = {}
-    if plots:
-        from .plots import make_plots
-
-        images, written = draw_plots(lambda: make_plots(data, out))
+    images, written = draw_plots(plots, lambda: _make_plots(data, out))
     write_json(str(out / "report.json"), data)
     written["json"] = str(out / "report.json")
     _atomic_text(out / "report.md", render_markdown(data, images))

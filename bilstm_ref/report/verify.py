@@ -214,10 +214,7 @@ def write_verify_report(out_dir: str, d: dict[str, Any], plots: bool = True) -> 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images: dict[str, str] = {}
-    written: dict[str, str] = {}
-    if plots:
-        images, written = draw_plots(lambda: _plots(d, out))
+    images, written = draw_plots(plots, lambda: _plots(d, out))
     _atomic_text(out / "verify.json", json.dumps(d, indent=1, allow_nan=False) + "\n")
     written["json"] = str(out / "verify.json")
     _atomic_text(out / "verify.md", render_markdown(d, images))

@@ -118,6 +118,7 @@ class KerasModel:
         self.k = self._import()
         self.model = self._load(info)
         self.layers = dict(self._walk(self.model, ()))
+        self._recurrent: Optional[list[RecurrentLayer]] = None
 
     # --- loading ---------------------------------------------------------------------------------
     def _import(self) -> Any:
@@ -204,6 +205,11 @@ class KerasModel:
     def recurrent_layers(self) -> list[RecurrentLayer]:
         """Every recurrent layer in model order: LSTM and Bidirectional(LSTM) as candidates, others
         (GRU, SimpleRNN, ConvLSTM, TimeDistributed(LSTM), Bidirectional(GRU), ...) with the reason."""
+        if self._recurrent is None:
+            self._recurrent = self._find_recurrent()
+        return self._recurrent
+
+    def _find_recurrent(self) -> list[RecurrentLayer]:
         out = []
         by_obj = {id(layer): path for path, layer in self.layers.items()}
         for path, layer in self.layers.items():

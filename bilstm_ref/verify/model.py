@@ -21,10 +21,9 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from ..compare import Tolerance, TolerancePolicy, tolerance_for
-from ..dtypes import policy_name
 from ..errors import BilstmRefError, ConfigError, UnsupportedModelError, a_or_an
 from ..runner import crash_report
-from ..spec import LayerSpec, output_names, reference_factory, resolve_factory
+from ..spec import LayerSpec, layer_policy, output_names, reference_factory, resolve_factory
 from .inputs import InputSource, generated_inputs, read_inputs
 from .stats import ErrorStats, OutputStats
 
@@ -56,10 +55,6 @@ class LayerVerdict:
     chained: Optional[list[OutputStats]] = None
     samples_masked: int = 0  # samples whose mask (as Keras passed it) hides at least one step
     initial_states: bool = False  # Keras passed initial states wired in the model (fed to the implementation too)
-
-    @property
-    def chained_over_tolerance(self) -> bool:
-        return bool(self.chained) and any(not o.ok for o in self.chained or [])
 
     def failures(self) -> list[OutputStats]:
         return [o for o in self.isolated if not o.ok]
@@ -116,12 +111,11 @@ class VerifyResult:
         return "\n".join(lines)
 
 
-def layer_policy(spec: LayerSpec) -> str:
-    """The layer's Keras dtype policy (``float32`` when the config names none or an unknown one)."""
-    try:
-        return policy_name(spec.config.get("dtype"))
-    except BilstmRefError:
-        return "float32"
+def input_source(km: Any, inputs: Optional[str], samples: int, time_steps: int, seed: int) -> InputSource:
+    """The user's data file read against the model's inputs, or inputs generated from their spec."""
+    if inputs is not None:
+        return read_inputs(inputs, km.input_specs())
+    return generated_inputs(km.input_specs(), samples=samples, time=time_steps, seed=seed)
 
 
 def _tolerance(spec: LayerSpec, backend: str, override: Union[None, Tolerance, TolerancePolicy]) -> Any:
@@ -230,12 +224,11 @@ def verify_model(
     impl_name = f"the reference ({dtype or 'float64'})" if impl is None else (impl if isinstance(impl, str) else getattr(impl, "__name__", repr(impl)))
     km = KerasModel(model, config=config)
     chosen, others = select_layers(km, layers, model)
-    source: InputSource = (read_inputs(inputs, km.input_specs()) if inputs is not None
-                           else generated_inputs(km.input_specs(), samples=samples, time=time_steps, seed=seed))
+    source = input_source(km, inputs, samples, time_steps, seed)
     masks = mask_sources_of(model, config)
     backend = km.versions["backend"]
     verdicts: dict[str, LayerVerdict] = {}
-    runners: dict[str, tuple[Any, Any, LayerSpec]] = {}
+    runners: dict[str, tuple[Any, Any, LayerSpec, Any]] = {}
     for r in chosen:
         v = LayerVerdict(r.path, r.class_name, "pass", mask_source=masks.get(r.path, ""),
                          upstream=r.upstream if any(c.path == r.upstream for c in chosen) else None, via=r.via)
@@ -246,7 +239,8 @@ def verify_model(
             v.status, v.reason = "unsupported", str(e)
             continue
         try:
-            runners[r.path] = (factory(spec), factory(spec) if v.upstream else None, spec)
+            runners[r.path] = (factory(spec), factory(spec) if v.upstream else None, spec,
+                               _tolerance(spec, backend, tolerance))
         except BilstmRefError as e:
             v.status, v.reason = "error", f"the implementation factory raised: {e}"
     live = [p for p in verdicts if p in runners]
@@ -264,10 +258,9 @@ def verify_model(
                     v = verdicts[path]
                     if v.status == "error":
                         continue
-                    iso_impl, chain_impl, spec = runners[path]
+                    iso_impl, chain_impl, spec, tol = runners[path]
                     cap = captured[path]
                     names = output_names(spec, len(cap.outputs))
-                    tol = _tolerance(spec, backend, tolerance)
                     if cap.mask is not None:
                         v.samples_masked += int(np.count_nonzero(~cap.mask.all(axis=1)))
                     v.initial_states = v.initial_states or cap.initial_state is not None
