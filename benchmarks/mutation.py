@@ -13,9 +13,11 @@ in a private copy of the package. Two verdicts per mutant:
     forward-pass tests fails.
 
 Kill rates are reported per module. For (a) the denominator is the mutants on lines a layer call
-executes while the committed fixtures are verified, less the input checks (an ``if`` whose body
-only raises, and ``raise`` statements): fixtures hold valid inputs only, and the readable scan (the
-specification of the fast path) is judged by the suite's equivalence proof instead. Mutants listed
+executes while the committed fixtures are verified (while a layer's ``__call__`` is on the stack:
+building a layer from its config and setting its weights are judged by the suite), less the input
+checks (``raise`` statements, and an ``if`` whose body only computes a message or a size and
+checks): fixtures hold valid inputs only, and the readable scan (the specification of the fast
+path) is judged by the suite's equivalence proof instead. Mutants listed
 in ``benchmarks/mutation_equivalent.txt`` (``module:line:operator[#index]`` and why no input can
 tell them apart) are left out of both denominators; those marked "speed only" (they change which
 bit-identical path computes a result) are left out of (a) only. ``--rerun`` re-judges only an earlier run's
@@ -93,15 +95,13 @@ def _docstring_nodes(tree: ast.AST) -> set[int]:
 
 
 def _is_check(stmt: ast.stmt) -> bool:
-    """An input check: ``raise``; an ``if`` (no ``else``) whose body builds a message and raises, or only
-    holds checks; a ``for`` whose body only holds checks."""
+    """An input check: ``raise``; an ``if`` (no ``else``) whose body only assigns (a message, the sizes a
+    limit is checked on) and checks, ending with a check; a ``for`` whose body only holds checks."""
     if isinstance(stmt, ast.Raise):
         return True
     if isinstance(stmt, ast.If) and not stmt.orelse and stmt.body:
         *lead, last = stmt.body
-        if isinstance(last, ast.Raise) and all(isinstance(b, ast.Assign) for b in lead):
-            return True
-        return all(_is_check(b) for b in stmt.body)
+        return _is_check(last) and all(isinstance(b, ast.Assign) or _is_check(b) for b in lead)
     if isinstance(stmt, ast.For) and not stmt.orelse and stmt.body:
         return all(_is_check(b) for b in stmt.body)
     return False
@@ -201,14 +201,23 @@ def mutated_source(m: Mutant) -> str:
 
 
 def executed_lines() -> dict[str, set[int]]:
-    """Lines of each module that a layer call executes while the committed fixtures are verified."""
+    """Lines of each module that a layer call executes while the committed fixtures are verified: lines run
+    while a layer's ``__call__`` is on the stack, not while it is built from its config or given weights."""
     code = ("import json, sys\n"
             "lines = {}\n"
+            "def in_call(frame):\n"
+            "    while frame is not None:\n"
+            "        if frame.f_code.co_name == '__call__' and frame.f_code.co_filename.startswith(sys.argv[1]):\n"
+            "            return True\n"
+            "        frame = frame.f_back\n"
+            "    return False\n"
+            "def lines_of(frame, event, arg):\n"
+            "    lines.setdefault(frame.f_code.co_filename, set()).add(frame.f_lineno)\n"
+            "    return lines_of\n"
             "def tracer(frame, event, arg):\n"
-            "    f = frame.f_code.co_filename\n"
-            "    if f.startswith(sys.argv[1]):\n"
-            "        lines.setdefault(f, set()).add(frame.f_lineno)\n"
-            "    return tracer\n"
+            "    if frame.f_code.co_filename.startswith(sys.argv[1]) and in_call(frame):\n"
+            "        return lines_of(frame, event, arg)\n"
+            "    return None\n"
             "from bilstm_ref.fixtures import read_fixture, scan, verify_fixture\n"
             "fixtures = [read_fixture(p) for p in scan(sys.argv[2]).manifests]\n"
             "sys.settrace(tracer)\n"
@@ -295,7 +304,10 @@ def main() -> None:
     previous: dict[tuple[str, int], dict[str, str]] = {}
     if args.rerun:
         for row in json.loads(Path(args.rerun).read_text(encoding="utf-8"))["mutants"]:
-            previous[(row["module"], row["index"])] = {k: row[k] for k in ("fixtures", "suite") if k in row}
+            verdict = {k: row[k] for k in ("fixtures", "suite") if k in row}
+            if verdict["fixtures"] != "survived":  # (a) killed it: so did (b), which starts with (a)
+                verdict.setdefault("suite", verdict["fixtures"])
+            previous[(row["module"], row["index"])] = verdict
     kept = {m: previous[(m.module, m.index)] for m in todo if (m.module, m.index) in previous
             and previous[(m.module, m.index)].get("suite", previous[(m.module, m.index)]["fixtures"]) != "survived"}
     todo = [m for m in todo if m not in kept]

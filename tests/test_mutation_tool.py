@@ -43,3 +43,23 @@ def test_input_checks_are_told_apart() -> None:
     assert guard_of[(6, "cmp")] is True  # a loop of checks
     assert guard_of[(5, "delete")] is True
     assert guard_of[(8, "binop")] is False  # the computation is not a check
+
+
+def test_a_limit_computed_then_checked_is_a_check_but_an_if_that_computes_is_not() -> None:
+    tree = ast.parse("def f(a, n):\n    if a.ndim == 3:\n        B, T = a.shape[:2]\n        if B * T > n:\n"
+                     "            raise ValueError(n)\n    if n > 1:\n        a = a * 2\n        if n > 2:\n"
+                     "            raise ValueError(n)\n        a = a + 1\n    return a\n")
+    guards = mutation._guards(tree)
+    guard_of = {(getattr(node, "lineno", 0), op): id(node) in guards for node, op, _ in mutation._sites(tree)}
+    assert guard_of[(2, "cmp")] is True
+    assert guard_of[(4, "binop")] is True
+    assert guard_of[(6, "cmp")] is False  # its body changes a value the function goes on with
+
+
+def test_in_call_lines_are_those_run_inside_a_layer_call_only() -> None:
+    executed = mutation.executed_lines()
+    source = (mutation.PACKAGE / "bidirectional.py").read_text(encoding="utf-8").splitlines()
+    init_line = next(i for i, text in enumerate(source, 1) if 'fw_cfg["zero_output_for_mask"]' in text)
+    merge_line = next(i for i, text in enumerate(source, 1) if 'return np.concatenate([y_fw, y_bw]' in text)
+    assert init_line not in executed["bidirectional"]  # building the layer from its config is not its call
+    assert merge_line in executed["bidirectional"]
