@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from . import __version__
-from .errors import BilstmRefError
+from .errors import BilstmRefError, ConfigError
 
 __all__ = ["main"]
 
@@ -357,6 +357,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .report.verify import render_text, write_verify_report
     from .verify import verify_model
 
+    if args.against:
+        return _verify_against(args)
     progress = _SampleProgress()
     result = verify_model(args.model, inputs=args.inputs, layers=args.layer, config=args.config,
                           batch_size=args.batch_size, impl=args.impl,
@@ -366,15 +368,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     data = result.as_dict()
     data["argv"] = list(getattr(args, "argv", []))
     print(render_text(data))
-    if args.json:
-        from .report import _atomic_text
-
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        _atomic_text(Path(args.json), json.dumps(data, indent=1, allow_nan=False) + "\n")
+    _write_json(args.json, data)
     if args.report:
         written = write_verify_report(args.report, data, plots=_plots_possible(not args.no_plots))
         for kind, path in written.items():
             print(f"  {kind}: {path}")
+    return 0 if result.ok else 1
+
+
+def _write_json(path: Optional[str], data: dict[str, Any]) -> None:
+    if path:
+        from .report import _atomic_text
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _atomic_text(Path(path), json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+def _verify_against(args: argparse.Namespace) -> int:
+    from .compare import Tolerance
+    from .report.verify import render_converted_text
+    from .verify import verify_converted
+
+    if args.layer and len(args.layer) > 1:
+        raise ConfigError("verify --against judges one layer inside the converted graph: give --layer once")
+    tol = None if args.atol is None and args.rtol is None else Tolerance(args.atol or 0.0, args.rtol or 0.0)
+    result = verify_converted(args.model, args.against, inputs=args.inputs, layer=(args.layer or [None])[0],
+                              config=args.config, battery=not args.no_battery, time_steps=args.time, seed=args.seed,
+                              tolerance=tol)
+    data = result.as_dict()
+    data["argv"] = list(getattr(args, "argv", []))
+    print(render_converted_text(data))
+    _write_json(args.json, data)
     return 0 if result.ok else 1
 
 
@@ -407,6 +431,10 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--seed", type=_bounded(0, 2**32 - 1), default=0, help="generated inputs: seed")
     v.add_argument("--dtype", choices=("float64", "float32"), default=None,
                    help="reference compute dtype (default float64; float32 is about twice as fast)")
+    v.add_argument("--against", default=None, metavar="CONVERTED",
+                   help="a conversion of MODEL (.onnx run by onnxruntime, .tflite by ai-edge-litert): judged against "
+                        "Keras and the reference on a battery of inputs conversions get wrong")
+    v.add_argument("--no-battery", action="store_true", help="with --against: only your --inputs, no battery")
     v.add_argument("--json", default=None, metavar="FILE", help="write the whole result as JSON")
     v.add_argument("--report", default=None, metavar="DIR", help="write verify.md, verify.html, verify.json and plots")
     v.add_argument("--no-plots", action="store_true", help="with --report: no PNG plots (no matplotlib needed)")
@@ -417,7 +445,7 @@ def _add_verify(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bilstm-ref", description="Keras LSTM / Bidirectional(LSTM) reference verifier")
     p.add_argument("--version", action="version", version=f"bilstm-ref {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{check,inspect,verify,fixtures,report,scoreboard}", required=True)
+    sub = p.add_subparsers(dest="command", metavar="{check,inspect,verify,fixtures,weights,report,scoreboard}", required=True)
     c = sub.add_parser("check", help="run the conformance matrix against the installed Keras")
     c.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                    help="Keras backend (sets KERAS_BACKEND); default: Keras's configured backend")
@@ -434,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_verify(sub)
     _add_fixtures(sub)
+    _add_weights(sub)
     r = sub.add_parser("report", help="run the matrix (or read fixtures) and write md, html, json, junit and plots")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--fixtures", default=None, metavar="DIR", help="report on recorded fixtures instead (no Keras)")
@@ -659,6 +688,32 @@ def cmd_fixtures_diff(args: argparse.Namespace) -> int:
             print(f"    {o.name}: max|new - old| = {o.max_abs:.3g}{where}, {o.mismatched:.0%} of elements changed"
                   + (f", {o.nan_mismatch} NaN changes" if o.nan_mismatch else ""))
     return 1 if beyond else 0
+
+
+def cmd_weights_diff(args: argparse.Namespace) -> int:
+    from .convert import weights_diff_main
+
+    code, text = weights_diff_main(args.a, args.b, layer=args.layer, config=args.config, b_layer=args.b_layer,
+                                   b_config=args.b_config, atol=args.atol, rtol=args.rtol)
+    print(text)
+    return code
+
+
+def _add_weights(sub: Any) -> None:
+    w = sub.add_parser("weights", help="compare the LSTM weights of two files across layouts (Keras, torch, ONNX, TFLite)")
+    wsub = w.add_subparsers(dest="weights_command", metavar="{diff}", required=True)
+    d = wsub.add_parser("diff", help="the weights of A and B in Keras's layout; names the layout fault when they differ")
+    d.add_argument("a", help="the reference: .keras, .h5, .weights.h5 (with --config), .onnx, .pt/.pth (a torch "
+                             "state_dict) or .npz (a torch state_dict, ONNX W/R/B or TFLite per-gate tensors)")
+    d.add_argument("b", help="the file to compare, of any of those kinds")
+    d.add_argument("--layer", default=None, help="the layer (Keras name, ONNX node or state_dict prefix) in A, and in B "
+                                                  "unless --b-layer")
+    d.add_argument("--config", default=None, help="architecture of a weights-only A (and B unless --b-config)")
+    d.add_argument("--b-layer", default=None, help="the layer in B when it is named differently")
+    d.add_argument("--b-config", default=None, help="architecture of a weights-only B")
+    d.add_argument("--atol", type=_nonneg, default=0.0, help="absolute tolerance (default: bit-exact)")
+    d.add_argument("--rtol", type=_nonneg, default=0.0, help="relative tolerance (default: bit-exact)")
+    d.set_defaults(func=cmd_weights_diff)
 
 
 def _add_fixtures(sub: Any) -> None:

@@ -2,7 +2,8 @@
 
 ``factory(spec)`` takes a :class:`bilstm_ref.LayerSpec` and returns a callable with the Keras call
 signature, ``impl(x, mask=None, initial_state=None)`` (plus ``reset_state()``), that runs the layer
-through ``torch.nn.LSTM`` (``batch_first=True``) with weights converted from the Keras layout::
+through ``torch.nn.LSTM`` (``batch_first=True``) with weights converted from the Keras layout by
+:func:`bilstm_ref.convert.keras_to_torch` (exact; see docs/weights.md)::
 
     Keras (gate blocks i, f, c, o)        torch (gate blocks i, f, g, o)
     kernel            (D, 4n)       ->    weight_ih_l0 (4n, D) = kernel.T
@@ -49,6 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from bilstm_ref.convert import keras_to_torch, permute_gates
 
 __all__ = [
     "KERAS_GATE_FOR_TORCH_GATE",
@@ -100,17 +103,18 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
 
 def to_torch_lstm(kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None,
                   dtype: torch.dtype) -> nn.LSTM:
-    """An ``nn.LSTM(D, n, batch_first=True)`` holding Keras's ``[kernel, recurrent_kernel, bias]``."""
-    d, n4 = kernel.shape
-    n = n4 // 4
-    gates = np.concatenate([np.arange(k * n, (k + 1) * n) for k in KERAS_GATE_FOR_TORCH_GATE])
-    lstm = nn.LSTM(d, n, batch_first=True, bias=bias is not None, dtype=dtype)  # float64 weights stay float64
-    with torch.no_grad():
-        lstm.weight_ih_l0.copy_(torch.from_numpy(np.asarray(kernel, np.float64)[:, gates].T.copy()))
-        lstm.weight_hh_l0.copy_(torch.from_numpy(np.asarray(recurrent_kernel, np.float64)[:, gates].T.copy()))
-        if bias is not None:
-            lstm.bias_ih_l0.copy_(torch.from_numpy(np.asarray(bias, np.float64)[gates]))
-            lstm.bias_hh_l0.zero_()
+    """An ``nn.LSTM(D, n, batch_first=True)`` holding Keras's ``[kernel, recurrent_kernel, bias]``.
+
+    The layout move is :func:`bilstm_ref.convert.keras_to_torch`, after reordering Keras's gate
+    blocks by :data:`KERAS_GATE_FOR_TORCH_GATE` (the identity); each value is then rounded once to ``dtype``.
+    """
+    weights = [kernel, recurrent_kernel] + ([] if bias is None else [bias])
+    state = keras_to_torch([permute_gates(np.asarray(w), KERAS_GATE_FOR_TORCH_GATE) for w in weights],
+                           bidirectional=False)
+    lstm = nn.LSTM(kernel.shape[0], kernel.shape[1] // 4, batch_first=True, bias=bias is not None, dtype=dtype)
+    with torch.no_grad():  # float64 weights stay float64; float32 ones are widened exactly, then cast once
+        for key, value in state.items():
+            getattr(lstm, key).copy_(torch.from_numpy(np.asarray(value, np.float64)))
     return lstm.eval().requires_grad_(False)
 
 

@@ -87,3 +87,13 @@ def vzoo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     shared = shared_dir(tmp_path_factory, worker_id)
     out = shared / "verify-zoo"
     return written_once(out, shared / "verify-zoo.lock", [str(Path(__file__).parent / "verify_zoo.py"), str(out)])
+
+
+@pytest.fixture(scope="session")
+def czoo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The Keras models, conversions and faulty conversions of tests/converted_zoo.py, written once per run."""
+    for module in ("keras", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert"):
+        pytest.importorskip(module, reason=f"{module} converts or runs the models (pip install 'bilstm_ref[convert]')")
+    shared = shared_dir(tmp_path_factory, worker_id)
+    out = shared / "converted-zoo"
+    return written_once(out, shared / "converted-zoo.lock", [str(Path(__file__).parent / "converted_zoo.py"), str(out)])

@@ -98,6 +98,39 @@ def render_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_converted_text(d: dict[str, Any]) -> str:
+    """The terminal summary of ``verify --against``: one row per battery item, then the figures of each
+    item that did not pass."""
+    lines = [f"bilstm-ref {d['bilstm_ref']} verify --against",
+             f"model:     {d['model']}", f"converted: {d['converted']} ({d['runtime']}; {d['op_form']})",
+             f"layer:     {d['layer']}" + (f", judged at the converted graph's tensor {d['exposed']!r}" if d["exposed"]
+                                          else " (the converted graph does not expose its output: model outputs only)"),
+             ""]
+    items = d["items"]
+    w = max([len(i["name"]) for i in items] + [4])
+    lines.append(f"{'item':<{w}}  {'status':<8}  {'shape':<10}  {'worst vs Keras':<16}  {'worst layer':<16}  self-check")
+    for i in items:
+        cells = []
+        for key in ("outputs", "layer", "self_check"):
+            worst = _worst(i[key])
+            cells.append("-" if worst is None else f"{_e(worst['max_abs'])} {'ok' if worst['ok'] else 'OFF'}")
+        shape = f"{i['batch']}x{i['time']}" if i["batch"] else "-"
+        lines.append(f"{i['name']:<{w}}  {i['status']:<8}  {shape:<10}  {cells[0]:<16}  {cells[1]:<16}  {cells[2]}")
+    for i in items:
+        if i["status"] == "pass" and not i.get("reason"):
+            continue
+        lines.append(f"\n{i['name']}: {i['status']}" + (f" ({i['reason']})" if i.get("reason") else ""))
+        lines.append(f"  {i['what']}")
+        for key in ("outputs", "layer", "self_check"):
+            lines += [f"  {_describe(o)}" for o in i[key] if not o["ok"]]
+    judged = [i for i in items if i["status"] != "skipped"]
+    passed = sum(i["status"] == "pass" for i in judged)
+    lines.append(f"\n{passed} of {len(judged)} battery item(s) pass"
+                 + (f", {len(items) - len(judged)} skipped" if len(items) > len(judged) else "")
+                 + ("" if d["ok"] else ": FAIL"))
+    return "\n".join(lines)
+
+
 def _describe(o: dict[str, Any]) -> str:
     if o.get("note"):
         return f"{o['name']}: {o['note']}"

@@ -22,7 +22,7 @@ from ..errors import CorruptFileError, DTypeMismatchError, InputDataError, Shape
 from ..loaders import limits
 from ..loaders._io import SafeZip, open_local_file
 
-__all__ = ["InputSpec", "InputSource", "read_inputs", "generated_inputs", "GENERATED_PATTERNS"]
+__all__ = ["InputSpec", "InputSource", "read_inputs", "generated_inputs", "make_arrays", "GENERATED_PATTERNS"]
 
 #: Padding patterns of generated masked inputs, cycled over the samples.
 GENERATED_PATTERNS = ("right", "left", "none", "full", "right_short", "left_short")
@@ -262,27 +262,29 @@ def _npz_streams(name: str, specs: tuple[InputSpec, ...]) -> list[_NpyStream]:
 
 
 # --- generated inputs ----------------------------------------------------------------------------
-def _valid_lengths(pattern: str, t: int) -> tuple[int, int]:
-    """(first valid step, number of valid steps) of a padding pattern over ``t`` steps."""
+def _valid_steps(pattern: str, t: int) -> np.ndarray:
+    """The valid steps ``(t,)`` (True = valid) of a padding pattern over ``t`` steps."""
     short = max(1, t // 3)
     long_ = max(1, (2 * t) // 3)
-    return {"right": (0, long_), "left": (t - long_, long_), "none": (0, t), "full": (0, 0),
-            "right_short": (0, short), "left_short": (t - short, short)}[pattern]
+    if pattern == "holes":  # valid, padded, valid again: what Masking and Embedding(mask_zero) allow
+        row = np.ones(t, dtype=bool)
+        row[t // 3: max(t // 3 + 1, (2 * t) // 3)] = t < 3  # fewer than 3 steps: no room for a hole
+        return row
+    first, n = {"right": (0, long_), "left": (t - long_, long_), "none": (0, t), "full": (0, 0),
+                "right_short": (0, short), "left_short": (t - short, short)}[pattern]
+    row = np.zeros(t, dtype=bool)
+    row[first:first + n] = True
+    return row
 
 
-def generated_inputs(specs: Sequence[InputSpec], samples: int = 12, time: int = 16, seed: int = 0,
-                     masked: bool = True) -> InputSource:
-    """Inputs made from the model's input spec (free dimensions become ``time``).
+def make_arrays(specs: Sequence[InputSpec], samples: int, time: int, rng: np.random.Generator,
+                patterns: Sequence[str] = ("none",), scale: float = 1.0) -> list[np.ndarray]:
+    """One array per input, ``(samples, time, ...)`` (free dimensions become ``time``).
 
-    Token inputs (an Embedding's) get ids in ``[1, vocab)``; float inputs get N(0, 1) values. Where
-    the model masks (``Embedding(mask_zero=True)``, ``Masking``) the samples cycle through
-    :data:`GENERATED_PATTERNS`: right padding, left padding, no padding, a fully padded row, and
-    short right / left padded rows, with padding written as id 0 or the ``mask_value``.
+    Token inputs (an Embedding's) get ids in ``[1, vocab)``; float inputs N(0, ``scale``) values. Where
+    the input is masked (``Embedding(mask_zero=True)``, ``Masking``), sample ``i`` is padded (id 0 or the
+    ``mask_value``) as ``patterns[i % len(patterns)]`` says (:data:`GENERATED_PATTERNS` or ``"holes"``).
     """
-    specs = tuple(specs)
-    if samples < 1:
-        raise InputDataError(f"generated inputs: expected at least 1 sample, got {samples}")
-    rng = np.random.default_rng(seed)
     arrays = []
     for spec in specs:
         shape = (samples,) + tuple(time if d is None else d for d in spec.shape)
@@ -291,17 +293,26 @@ def generated_inputs(specs: Sequence[InputSpec], samples: int = 12, time: int = 
             lo = 1 if hi > 1 else 0
             a = rng.integers(lo, hi, size=shape).astype(spec.dtype if np.dtype(spec.dtype).kind in "iu" else "int32")
         else:
-            a = rng.normal(size=shape).astype(spec.dtype if np.dtype(spec.dtype).kind == "f" else "float32")
+            a = (rng.normal(size=shape) * scale).astype(spec.dtype if np.dtype(spec.dtype).kind == "f" else "float32")
             if spec.mask_value is not None and spec.mask_value != 0.0:
                 a[a == spec.mask_value] += 1.0  # no accidental padding
         pad = 0 if spec.integer else spec.mask_value
-        if masked and len(shape) >= 2 and pad is not None and (spec.mask_zero or spec.mask_value is not None):
-            t = shape[1]
+        if len(shape) >= 2 and pad is not None and (spec.mask_zero or spec.mask_value is not None):
             for i in range(samples):
-                first, n = _valid_lengths(GENERATED_PATTERNS[i % len(GENERATED_PATTERNS)], t)
-                a[i, :first] = pad
-                a[i, first + n:] = pad
+                a[i, ~_valid_steps(patterns[i % len(patterns)], shape[1])] = pad
         arrays.append(a)
+    return arrays
+
+
+def generated_inputs(specs: Sequence[InputSpec], samples: int = 12, time: int = 16, seed: int = 0,
+                     masked: bool = True) -> InputSource:
+    """Inputs made from the model's input spec (:func:`make_arrays`); where the model masks, the
+    samples cycle through :data:`GENERATED_PATTERNS`: right padding, left padding, no padding, a fully
+    padded row, and short right / left padded rows."""
+    specs = tuple(specs)
+    if samples < 1:
+        raise InputDataError(f"generated inputs: expected at least 1 sample, got {samples}")
+    arrays = make_arrays(specs, samples, time, np.random.default_rng(seed), GENERATED_PATTERNS if masked else ("none",))
     patterns = ", ".join(GENERATED_PATTERNS)
 
     def blocks(rows: int) -> Iterator[list[np.ndarray]]:

@@ -73,6 +73,14 @@ class Captured:
     outputs: list[np.ndarray]
 
 
+class Captures(dict):  # type: ignore[type-arg]
+    """``{path: Captured}`` of one forward pass, and the model's outputs in order (``model_outputs``)."""
+
+    def __init__(self, model_outputs: list[np.ndarray]) -> None:
+        super().__init__()
+        self.model_outputs = model_outputs
+
+
 def _numpy(v: Any) -> np.ndarray:
     if hasattr(v, "numpy"):
         return np.asarray(v.numpy())
@@ -298,9 +306,10 @@ class KerasModel:
 
     # --- the capturing pass ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def capture(self, paths: Sequence[str]) -> Iterator[Callable[[list[np.ndarray]], dict[str, Captured]]]:
+    def capture(self, paths: Sequence[str]) -> Iterator[Callable[[list[np.ndarray]], Captures]]:
         """A function ``run(arrays) -> {path: Captured}``: one forward pass of the model on a batch
-        (``training=False``), recording what each layer in ``paths`` receives and returns."""
+        (``training=False``), recording what each layer in ``paths`` receives and returns, and the
+        model's own outputs (``.model_outputs``)."""
         record: dict[str, list[dict[str, Any]]] = {}
         patched = []
         for path in paths:
@@ -318,14 +327,14 @@ class KerasModel:
                     object.__delattr__(layer, "call")
 
     def _runner(self, paths: Sequence[str], record: dict[str, list[dict[str, Any]]]
-                ) -> Callable[[list[np.ndarray]], dict[str, Captured]]:
+                ) -> Callable[[list[np.ndarray]], Captures]:
         model = self.model
         single = len(getattr(model, "inputs", None) or []) == 1
 
-        def forward(*arrays: Any) -> dict[str, list[dict[str, Any]]]:
+        def forward(*arrays: Any) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
             record.clear()
-            model(arrays[0] if single else list(arrays), training=False)
-            return {p: [dict(call) for call in record.get(p, [])] for p in paths}
+            outputs = model(arrays[0] if single else list(arrays), training=False)
+            return outputs, {p: [dict(call) for call in record.get(p, [])] for p in paths}
 
         compiled: Any = forward
         if self.versions["backend"] == "tensorflow":
@@ -333,15 +342,16 @@ class KerasModel:
 
             compiled = tf.function(forward, reduce_retracing=True)
 
-        def run(arrays: list[np.ndarray]) -> dict[str, Captured]:
+        def run(arrays: list[np.ndarray]) -> Captures:
             try:
-                got = compiled(*arrays)
+                model_outputs, got = compiled(*arrays)
             except BilstmRefError:
                 raise
             except Exception as e:
                 raise KerasModelError(f"{self.path!r}: Keras failed running the model on the inputs: "
                                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-            out = {}
+            outs = list(model_outputs) if isinstance(model_outputs, (list, tuple)) else [model_outputs]
+            out = Captures(model_outputs=[_numpy(o) for o in outs])
             for p in paths:
                 calls = got.get(p, [])
                 if len(calls) != 1:
