@@ -268,8 +268,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if data.failed else 0
 
 
+def cmd_converter_scoreboard(args: argparse.Namespace) -> int:
+    from .converter_scoreboard import CONVERTERS, render_converters_markdown, run_converter_scoreboard
+
+    names = [c.strip() for c in args.converters.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CONVERTERS]
+    if unknown:
+        raise ConfigError(f"--converters: unknown {unknown}; expected some of {', '.join(CONVERTERS)}")
+    t0 = time.perf_counter()
+
+    def progress(converter: str, done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            print(f"  {converter}: {done}/{total} cases, {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+
+    from .harness import default_jobs
+
+    board = run_converter_scoreboard(args.out, names, args.k, default_jobs(args.jobs), progress)
+    print(render_converters_markdown(board))
+    print(f"written: {args.out}/converters.md, converters.json")
+    ran = [s for s in board["converters"].values() if s["status"] == "ran"]
+    if not ran:
+        return 2
+    return 1 if any(s["counts"]["fail"] or s["counts"]["error"] for s in ran) else 0
+
+
 def cmd_scoreboard(args: argparse.Namespace) -> int:
     from .scoreboard import render_markdown, run_scoreboard
+
+    if args.converters:
+        return cmd_converter_scoreboard(args)
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in ("tensorflow", "jax", "torch")]
@@ -478,13 +505,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matrix: every case; committed: the 258-case suite of fixtures/ (all pairs + core concat + core pairs)")
     _add_harness_options(r)
     r.set_defaults(func=cmd_report)
-    b = sub.add_parser("scoreboard", help="the matrix on every installed Keras backend, combined")
+    b = sub.add_parser("scoreboard", help="the matrix on every installed Keras backend, combined (or --converters)")
     b.add_argument("--out", required=True, help="output directory")
     b.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated (default: all three)")
     b.add_argument("-k", action="append", metavar="PATTERN", help="cases whose id contains PATTERN (~ excludes)")
     b.add_argument("--jobs", "-j", "-n", default=None, help="worker processes per backend, or 'auto'")
     b.add_argument("--suite", choices=("matrix", "committed"), default="committed",
                    help="committed (default): the 258-case suite, about 10 min on JAX; matrix: all cases")
+    b.add_argument("--converters", default=None, metavar="LIST",
+                   help="instead of backends: the converter suite through these converters (onnx, tflite, openvino), "
+                        "judged against live Keras")
     b.set_defaults(func=cmd_scoreboard)
     c.set_defaults(func=cmd_check)
     return p
@@ -809,7 +839,7 @@ def _add_inspect(sub: Any) -> None:
 
 
 #: Commands that may import Keras (and so TensorFlow, whose native log lines are kept out of the output).
-_KERAS_COMMANDS = frozenset({"check", "report", "fixtures", "verify"})
+_KERAS_COMMANDS = frozenset({"check", "report", "fixtures", "verify", "scoreboard"})
 _PY_ARGUMENT = re.compile(r"(?<![\w-])(layer|config)=(?=[\s:;,)]|$)")
 
 

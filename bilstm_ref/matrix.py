@@ -623,6 +623,30 @@ def fixture_suite() -> tuple[Case, ...]:
     return tuple(chosen.values())
 
 
+#: The flags a converter's answer depends on: the suite covers every pair of their values.
+CONVERTER_FLAGS = ("family", "return_sequences", "return_state", "merge_mode", "mask", "initial_state", "stateful",
+                   "go_backwards", "zero_output_for_mask", "activation", "recurrent_activation", "use_bias", "unroll",
+                   "dtype_policy", "backward")
+
+
+@functools.lru_cache(maxsize=1)
+def converter_suite() -> tuple[Case, ...]:
+    """Matrix cases covering every pair of values of :data:`CONVERTER_FLAGS` that some matrix case has,
+    chosen greedily (each next case covers the most pairs not yet covered; ties: matrix order)."""
+    everything = [c for c in _all_cases() if not c.dropout]  # training-mode dropout is not a converted graph's
+    pairs_of = [
+        {(a, getattr(c, a), b, getattr(c, b)) for i, a in enumerate(CONVERTER_FLAGS) for b in CONVERTER_FLAGS[i + 1:]}
+        for c in everything
+    ]
+    uncovered = set().union(*pairs_of)
+    chosen: list[Case] = []
+    while uncovered:
+        best = max(range(len(everything)), key=lambda k: len(pairs_of[k] & uncovered))
+        chosen.append(everything[best])
+        uncovered -= pairs_of[best]
+    return tuple(chosen)
+
+
 @functools.lru_cache(maxsize=1)
 def by_id() -> dict[str, Case]:
     """Every case of :func:`cases`, keyed by id (built once)."""

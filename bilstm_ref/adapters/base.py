@@ -8,17 +8,20 @@ functions that need them.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import io
 import json
+import logging
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -70,6 +73,20 @@ def first_lines(text: str, n: int = 3, width: int = 400) -> str:
     """The first ``n`` non-blank lines of a converter's message, each cut at ``width`` characters."""
     lines = [ln.strip()[:width] for ln in str(text).splitlines() if ln.strip()]
     return " | ".join(lines[:n]) or "(no message)"
+
+
+@contextlib.contextmanager
+def quiet_converter() -> Iterator[None]:
+    """Converters print and log as they work (tf2onnx logs every unsupported op and rewriter note through
+    Python's logging); what matters reaches the caller as a :class:`ConversionError`. Silence both
+    while a converter runs."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def package_version(dist: str) -> str:

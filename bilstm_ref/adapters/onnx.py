@@ -8,7 +8,6 @@ nodes of custom-op domains are refused, and onnxruntime gets the checked bytes, 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..errors import CorruptFileError, UnsafeModelError, UnsupportedModelError
 from ..spec import LayerSpec
 from .base import (
     ConversionError,
+    quiet_converter,
     ConvertedImpl,
     ConvertedModel,
     Converter,
@@ -217,7 +217,7 @@ def convert_keras(model: Any, path: Path) -> None:
     """``model.export(path, format="onnx")`` (tf2onnx under the TensorFlow backend); a refusal is a
     :class:`ConversionError` carrying the converter's first lines."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with quiet_converter():
             model.export(str(path), format="onnx", verbose=False)
     except Exception as exc:
         raise ConversionError(converter().description, first_lines(str(exc) or type(exc).__name__)) from exc

@@ -23,6 +23,7 @@ from ..errors import CorruptFileError, UnsafeModelError, UnsupportedModelError
 from ..spec import LayerSpec
 from .base import (
     ConversionError,
+    quiet_converter,
     ConvertedImpl,
     ConvertedModel,
     Converter,
@@ -211,7 +212,8 @@ def convert_keras(model: Any, path: Path) -> None:
     import tensorflow as tf
 
     try:
-        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        with quiet_converter():
+            data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     except Exception as exc:
         raise ConversionError(description, _mlir_errors(str(exc))) from exc
     path.write_bytes(data)
