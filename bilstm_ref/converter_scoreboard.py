@@ -8,6 +8,8 @@ runtime on the case's calls, and judged against live Keras as any implementation
 * ``fail``: an output off; ``expected-fail`` when a known converter deviation (data below, with
   its evidence) explains it;
 * ``refused``: the converter or the adapter refused the layer (the converter's own message kept);
+* ``rejected``: the converter wrote a file its runtime will not load (an op the runtime does not
+  implement, or a graph it finds invalid): a converter bug or a gap between converter and runtime;
 * ``error``: the runtime raised running the artifact, or Keras itself could not run the case.
 
 Each converter runs in its own worker processes (TensorFlow's graph state grows with every
@@ -21,6 +23,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -72,7 +75,7 @@ def _run_case(case_id: str) -> dict[str, Any]:
     """Worker: one case through the converter, judged against Keras."""
     from . import matrix
     from .adapters.base import ConversionError, RuntimeUnavailableError
-    from .errors import UnsupportedModelError
+    from .errors import CorruptFileError, UnsupportedModelError
     from .runner import crash_report, judge
 
     case = matrix.by_id()[case_id]
@@ -98,9 +101,12 @@ def _run_case(case_id: str) -> dict[str, Any]:
     except ConversionError as exc:
         rec.update(status="refused", message=exc.message)
     except UnsupportedModelError as exc:
-        rec.update(status="refused", message=str(exc))
+        # raised by the factory: the adapter refuses the layer; after it: the runtime will not load the file
+        rec.update(status="rejected" if made else "refused", message=_clean(str(exc)))
+    except CorruptFileError as exc:
+        rec.update(status="rejected", message=_clean(str(exc)))
     except Exception as exc:
-        rec.update(status="error", message=crash_report(exc, "the converted model raised ")[0])
+        rec.update(status="error", message=_clean(crash_report(exc, "the converted model raised ")[0]))
     else:
         rec.update(status=result.status,  # known-deviation: Keras is under a documented bug, the converter is not
                    failing=[o.name for o in result.failures], worst=_worst(result.outputs),
@@ -115,6 +121,19 @@ def _run_case(case_id: str) -> dict[str, Any]:
         rec["op_forms"] = sorted(set(made[0].op_forms.values()))
     rec["wall"] = round(time.perf_counter() - t0, 2)
     return rec
+
+
+_PATH = re.compile(r"(?<![\w.:])(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+)+[\\/]([\w.@+-]+)")  # absolute paths only
+_LOCATION = re.compile(r"\s+at \S+:\d+ in \w+$")
+
+
+def _clean(message: str) -> str:
+    """A message fit for a shared report: files by their name only (no cache or install folders), no
+    source location, and one converted file's hash not telling identical causes apart."""
+    text = _LOCATION.sub("", " ".join(message.split()))
+    text = _PATH.sub(lambda m: m.group(1), text)
+    text = re.sub(r"\b(onnx|tflite|openvino)-[0-9a-f]{40}\.(onnx|tflite|xml)", r"the converted .\2", text)
+    return re.sub(r"(?<=[A-Za-z])(?:_\d+)+(?=[/:'\"),])", "", text)  # Keras's layer numbering: functional_12_1/lstm_3
 
 
 def _versions(converter: str) -> dict[str, str]:
@@ -173,6 +192,12 @@ def run_converter_scoreboard(out_dir: str, converters: Sequence[str], patterns: 
     return board
 
 
+def matrix_case_policy(case_id: str) -> str:
+    from . import matrix
+
+    return str(matrix.by_id()[case_id].tolerance_policy)
+
+
 def _combine(runs: dict[str, Any], n_cases: int) -> dict[str, Any]:
     summary = {}
     for converter, run in runs.items():
@@ -183,13 +208,18 @@ def _combine(runs: dict[str, Any], n_cases: int) -> dict[str, Any]:
         counts = collections.Counter(r["status"] for r in recs)
         forms = collections.Counter(f for r in recs for f in r.get("op_forms") or [])
         refusals = collections.Counter(r["message"] for r in recs if r["status"] == "refused")
-        passing = [r["worst"] for r in recs if r["status"] == "pass" and r["worst"] is not None]
+        rejections = collections.Counter(r["message"] for r in recs if r["status"] == "rejected")
+        worst: dict[str, float] = {}
+        for r in recs:
+            if r["status"] == "pass" and r["worst"] is not None:
+                policy = matrix_case_policy(r["id"])
+                worst[policy] = max(worst.get(policy, 0.0), r["worst"])
         summary[converter] = {
             "status": "ran", "wall": run["wall"], "versions": run["versions"],
             "counts": {k: counts.get(k, 0) for k in ("pass", "known-deviation", "fail", "expected-fail", "refused",
-                                                     "error")},
+                                                     "rejected", "error")},
             "op_forms": dict(forms), "refusals": dict(refusals.most_common()),
-            "worst_pass": max(passing) if passing else None, "cases": recs,
+            "rejections": dict(rejections.most_common()), "worst_by_policy": worst, "cases": recs,
         }
     return {"suite": n_cases, "converters": summary}
 
@@ -200,25 +230,31 @@ def render_converters_markdown(board: dict[str, Any]) -> str:
              f"The converter suite: {board['suite']} matrix cases covering every pair of values of the flags a "
              "converter's answer depends on. Each layer is converted by the real converter, run in its runtime "
              "and judged against live Keras at the case's tolerance.", "",
-             "| converter | versions | passed | failed | expected failures | refused at conversion | errors | "
-             "op forms emitted | worst passing error | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| converter | versions | passed | failed | expected failures | refused at conversion | "
+             "rejected by the runtime | errors | op forms emitted | worst passing error (float32) | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in board["converters"].items():
         if s["status"] != "ran":
-            lines.append(f"| {name} | {s['status']}: {s['reason']} | - | - | - | - | - | - | - | - |")
+            lines.append(f"| {name} | {s['status']}: {s['reason']} | - | - | - | - | - | - | - | - | - |")
             continue
         c = s["counts"]
         vers = ", ".join(f"{k} {v}" for k, v in s["versions"].items())
         forms = ", ".join(f"{f} ({n})" for f, n in sorted(s["op_forms"].items())) or "-"
-        worst = "-" if s["worst_pass"] is None else f"{s['worst_pass']:.2g}"
+        worst = s["worst_by_policy"].get("float32")
+        worst_text = "-" if worst is None else f"{worst:.2g}"
         lines.append(f"| {name} | {vers} | {c['pass']} | {c['fail']} | {c['expected-fail']} | {c['refused']} | "
-                     f"{c['error']} | {forms} | {worst} | {s['wall']} |")
+                     f"{c['rejected']} | {c['error']} | {forms} | {worst_text} | {s['wall']} |")
     for name, s in board["converters"].items():
         if s["status"] != "ran":
             continue
-        if s["refusals"]:
-            lines += ["", f"## {name}: refused at conversion", "", "| cases | the converter's message |", "|---|---|"]
-            lines += [f"| {n} | {m.replace('|', '/')[:300]} |" for m, n in s["refusals"].items()]
+        for key, title, who in (("refusals", "refused at conversion", "the converter's message"),
+                                ("rejections", "converted, but rejected by the runtime", "the runtime's message")):
+            if s[key]:
+                lines += ["", f"## {name}: {title}", "", f"| cases | {who} |", "|---|---|"]
+                lines += [f"| {n} | {m.replace('|', '/')[:400]} |" for m, n in s[key].items()]
+        if s["worst_by_policy"]:
+            lines += ["", f"{name}, worst error of passing cases by dtype policy: "
+                      + ", ".join(f"{p} {v:.2g}" for p, v in sorted(s["worst_by_policy"].items()))]
         bad = [r for r in s["cases"] if r["status"] in ("fail", "expected-fail", "error")]
         if bad:
             lines += ["", f"## {name}: failures and errors", "", "| case | status | op form | outputs off | worst | message |",
