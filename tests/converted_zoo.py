@@ -8,6 +8,8 @@ Models (random weights with per-gate scales, so a swapped direction or gate show
 * ``text.keras``: token ids -> Embedding(mask_zero) -> Bidirectional(LSTM(5, relu, return_sequences))
   -> Dense(3); converted to ``text.onnx`` (dynamic batch and length) and ``text.tflite`` (batch 4,
   16 steps: the TFLite converter needs a static batch).
+* ``stacked.keras``: the README's text model, Embedding(mask_zero) -> Bidirectional(LSTM, sequences)
+  -> Dropout -> Bidirectional(LSTM) -> Dense; ``stacked.onnx``, ``stacked.tflite``.
 * ``states.keras``: float features -> Bidirectional(LSTM(4, return_sequences, return_state)), the
   five outputs as model outputs; ``states.onnx``, ``states.tflite``.
 
@@ -64,6 +66,17 @@ def states_model(keras, batch=None):
     x = keras.Input((None if batch is None else T, 3), batch_size=batch, name="features")
     outs = L.Bidirectional(L.LSTM(4, return_sequences=True, return_state=True), name="bilstm")(x)
     return keras.Model(x, list(outs), name="states")
+
+
+def stacked_model(keras, batch=None):
+    """The README's text model: two stacked Bidirectional layers with Dropout between them."""
+    L = keras.layers
+    tok = keras.Input((None if batch is None else T,), batch_size=batch, dtype="int32", name="tokens")
+    h = L.Embedding(VOCAB, 6, mask_zero=True, name="emb")(tok)
+    h = L.Bidirectional(L.LSTM(5, return_sequences=True), name="bilstm1")(h)
+    h = L.Dropout(0.3, name="drop")(h)
+    h = L.Bidirectional(L.LSTM(4), name="bilstm2")(h)
+    return keras.Model(tok, L.Dense(2, name="head")(h), name="stacked")
 
 
 def to_onnx(model, path: Path) -> None:
@@ -163,6 +176,18 @@ def main() -> None:
     leaky.set_weights(text.get_weights())
     to_tflite(leaky, out / "text-state-leak.tflite")
     _faults(out / "text.onnx", out)
+
+    stacked = stacked_model(keras)
+    stacked(np.ones((1, T), "int32"))
+    for layer in stacked.layers:
+        if layer.name.startswith("bilstm"):
+            _scaled(layer.forward_layer, rng)
+            _scaled(layer.backward_layer, rng)
+    stacked.save(out / "stacked.keras")
+    to_onnx(stacked, out / "stacked.onnx")
+    fixed = stacked_model(keras, batch=BATCH)
+    fixed.set_weights(stacked.get_weights())
+    to_tflite(fixed, out / "stacked.tflite")
 
     states = states_model(keras)
     states(np.zeros((1, T, 3), "float32"))

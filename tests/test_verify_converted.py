@@ -50,6 +50,14 @@ def test_correct_conversions_pass_every_item_they_can_run(czoo, converted: str) 
     assert worst < 1e-5
 
 
+@pytest.mark.parametrize("converted", ["stacked.onnx", "stacked.tflite"])
+@pytest.mark.parametrize("layer", ["bilstm1", None])
+def test_the_stacked_text_model_passes_judged_at_either_layer(czoo, converted: str, layer) -> None:
+    result = verify_converted(str(czoo / "stacked.keras"), str(czoo / converted), layer=layer)
+    assert result.ok, result.describe()
+    assert result.layer == (layer or "bilstm2")  # the default: the model's last recurrent layer
+
+
 @pytest.mark.parametrize("faulty, caught_by", [
     ("text-bw-reversed.onnx", {"no padding", "right padding", "left padding", "holes", "batch 1", "long sequence"}),
     ("text-dirs-swapped.onnx", {"no padding", "right padding", "left padding", "holes", "batch 1"}),
