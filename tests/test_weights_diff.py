@@ -356,7 +356,8 @@ def test_onnx_external_data_symlink_out_is_refused(tmp_path: Path) -> None:
     (tmp_path / "outside.bin").write_bytes(b"\0" * 4096)
     path = _external_model(tmp_path, "link.bin")
     os.symlink(tmp_path / "outside.bin", tmp_path / "m" / "link.bin")
-    with pytest.raises(br.UnsafeModelError, match=r"'link.bin' resolves to .*outside.bin.*outside the model's folder"):
+    with pytest.raises(br.UnsafeModelError, match=r"initializer 'w_init' stores its data at 'link.bin', outside the "
+                                                   r"model's folder \(absolute, '..' or a symlink leading out\)"):
         read_weights(path)
 
 
@@ -381,7 +382,7 @@ def test_onnx_and_torch_missing_say_how_to_install(tmp_path: Path, monkeypatch: 
 def test_corrupt_onnx(tmp_path: Path) -> None:
     pytest.importorskip("onnx", reason="reading .onnx files needs the onnx package")
     (tmp_path / "bad.onnx").write_bytes(b"\xff" * 64)
-    with pytest.raises(br.CorruptFileError, match=r"'.*bad.onnx': not a readable ONNX model"):
+    with pytest.raises(br.CorruptFileError, match=r"bad.onnx: not an ONNX model"):
         read_weights(tmp_path / "bad.onnx")
 
 

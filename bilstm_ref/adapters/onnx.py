@@ -33,7 +33,8 @@ from .base import (
     require,
 )
 
-__all__ = ["OnnxModel", "open_onnx", "factory", "converter", "STANDARD_DOMAINS", "convert_keras"]
+__all__ = ["OnnxModel", "open_onnx", "load_checked_model", "factory", "converter", "STANDARD_DOMAINS",
+           "convert_keras"]
 
 #: Operator domains onnxruntime implements itself; a node of any other domain (not defined as a
 #: function in the file) would need a custom-op library, which is never loaded.
@@ -202,13 +203,22 @@ class OnnxModel(ConvertedModel):
         return OnnxModel(self.path, model)
 
 
-def open_onnx(path: Path) -> OnnxModel:
-    """An ONNX file, checked (see the module docstring) and opened in onnxruntime."""
+def load_checked_model(path: Path) -> Any:
+    """The ``ModelProto`` of an untrusted ONNX file: read whole (bounded), parsed, every tensor's
+    declared size bounded, its external data checked to lie inside the model's folder and read into
+    the model. Nothing else of the file is trusted; also what ``weights diff`` reads weights from."""
     onnx = require("onnx", "reading an ONNX model")
     path = Path(path)
     model = _parse(onnx, path, read_model_bytes(path, _WORK))
-    _check_domains(path, model)
     _inline_external(onnx, path, model)
+    return model
+
+
+def open_onnx(path: Path) -> OnnxModel:
+    """An ONNX file, checked (see the module docstring) and opened in onnxruntime."""
+    path = Path(path)
+    model = load_checked_model(path)
+    _check_domains(path, model)
     return OnnxModel(path, model)
 
 

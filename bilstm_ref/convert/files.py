@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import re
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
@@ -32,7 +33,7 @@ import numpy as np
 from ..errors import (BilstmRefError, CorruptFileError, DTypeMismatchError, FileAccessError, ResourceLimitError,
                       UnsafeModelError, UnsupportedModelError)
 from ..loaders import limits, load_spec
-from ..loaders._io import ZIP_MAGIC, PathLike, SafeZip, open_local_file, read_bounded, read_head
+from ..loaders._io import ZIP_MAGIC, PathLike, SafeZip, open_local_file, read_head
 from .diff import diff_weights
 from .layouts import (KERAS_FROM_ONNX, onnx_to_keras, permute_gates, split_directions, tflite_gates_to_keras,
                       torch_to_keras)
@@ -256,38 +257,6 @@ def _read_torch(path: PathLike) -> dict[str, np.ndarray]:
 
 
 # --- ONNX ------------------------------------------------------------------------------------------
-def _external_bytes(tensor: Any, name: str, where: str, nbytes: int) -> bytes:
-    """The bytes of an initializer stored beside the model, only from inside the model's folder."""
-    info = {e.key: e.value for e in tensor.external_data}
-    location = info.get("location")
-    if not location:
-        raise CorruptFileError(f"{name!r}: {where}: external data without a 'location'")
-    folder = os.path.dirname(os.path.abspath(name))
-    parts = re.split(r"[\\/]", location)
-    if os.path.isabs(location) or location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", location) or ".." in parts:
-        raise UnsafeModelError(f"{name!r}: {where}: external data location {location!r} points outside the "
-                               f"model's folder {folder!r}; refused (nothing was read)")
-    real, base = os.path.realpath(os.path.join(folder, location)), os.path.realpath(folder)
-    if os.path.commonpath([real, base]) != base:
-        raise UnsafeModelError(f"{name!r}: {where}: external data location {location!r} resolves to {real!r}, "
-                               f"outside the model's folder {base!r} (a symlink); refused (nothing was read)")
-    try:
-        offset = int(info.get("offset", "0"))
-        length = int(info.get("length", str(nbytes)))
-    except ValueError:
-        raise CorruptFileError(f"{name!r}: {where}: external data offset/length are not integers: {info}") from None
-    if length != nbytes or offset < 0:
-        raise CorruptFileError(f"{name!r}: {where}: external data declares {length} bytes at offset {offset}; "
-                               f"the tensor's shape and type need {nbytes}")
-    with open_local_file(real) as f:
-        size = os.fstat(f.fileno()).st_size
-        if offset + nbytes > size:
-            raise CorruptFileError(f"{name!r}: {where}: external data {location!r} has {size} bytes; expected "
-                                   f"{nbytes} at offset {offset}")
-        f.seek(offset)
-        return f.read(nbytes)
-
-
 def _onnx_array(onnx: Any, tensor: Any, name: str, where: str) -> np.ndarray:
     """An initializer or Constant tensor as a NumPy array: dtype and size checked before allocation."""
     dtype = _ONNX_DTYPES.get(tensor.data_type)
@@ -304,9 +273,7 @@ def _onnx_array(onnx: Any, tensor: Any, name: str, where: str) -> np.ndarray:
     if nbytes > limits.MAX_DATASET_BYTES:
         raise ResourceLimitError(f"{name!r}: {where}: shape {dims} {dtype.name} declares {nbytes} bytes, exceeds "
                                  f"the limit of {limits.MAX_DATASET_BYTES} (bilstm_ref.loaders.limits.MAX_DATASET_BYTES)")
-    if tensor.data_location == onnx.TensorProto.EXTERNAL:
-        raw = _external_bytes(tensor, name, where, nbytes)
-    elif tensor.HasField("raw_data"):
+    if tensor.HasField("raw_data"):  # external data was checked and read in by load_checked_model
         raw = tensor.raw_data
     else:
         try:
@@ -320,15 +287,12 @@ def _onnx_array(onnx: Any, tensor: Any, name: str, where: str) -> np.ndarray:
 
 
 def _read_onnx(path: PathLike, layer: Optional[str]) -> WeightSet:
+    from ..adapters.onnx import load_checked_model
+
     name = str(os.fspath(path))
     onnx = _import("onnx", f"{name!r}: reading an .onnx file")
     importlib.import_module("onnx.numpy_helper")
-    with open_local_file(path) as f:
-        data = read_bounded(f, limits.MAX_FILE_BYTES, repr(name))
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise CorruptFileError(f"{name!r}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    model = load_checked_model(Path(os.fspath(path)))
     graph = model.graph
     lstms = [n for n in graph.node if n.op_type == "LSTM" and n.domain in ("", "ai.onnx")]
     if layer is not None:
