@@ -123,6 +123,7 @@ class FixtureResult:
     deviation: Optional[str] = None
     flags: dict[str, Any] = dataclasses.field(default_factory=dict)
     traceback: str = ""  # the whole traceback when the implementation raised
+    diagnosis: str = ""  # for a failing implementation: the known fault that explains it, in one line
 
     @property
     def failures(self) -> list[OutputResult]:
@@ -130,7 +131,9 @@ class FixtureResult:
 
     def describe(self) -> str:
         head = f"{self.id}: {self.status}" + (f" ({self.message})" if self.message else "")
-        return "\n".join([head] + ["  " + o.describe() for o in self.failures] + implementation_frames(self.traceback))
+        diagnosis = [f"  diagnosis: {self.diagnosis}"] if self.diagnosis else []
+        return "\n".join([head] + diagnosis + ["  " + o.describe() for o in self.failures]
+                          + implementation_frames(self.traceback))
 
 
 # --- encoding -----------------------------------------------------------------------------------

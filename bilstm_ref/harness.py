@@ -145,6 +145,8 @@ def run_chunk(ids: list[str]) -> list[Any]:
         try:
             result = judge(case, keras_outputs, _ORACLE.backend, factory=_FACTORY, tol=_OPTIONS.tolerance,
                            dtype=_OPTIONS.dtype)
+            if _FACTORY is not None and result.status == "fail":
+                result = dataclasses.replace(result, diagnosis=_diagnosis(case, _FACTORY))
         except Exception as exc:  # a crash in one case is that case's verdict, not the run's end
             message, trace = crash_report(exc)
             result = CaseResult(case, ERROR, [], message=message, traceback=trace)
@@ -222,6 +224,8 @@ def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequenc
             results.append(FixtureResult(fid, "integrity", [], str(path), f"{type(e).__name__}: {e}"))
             continue
         result = verify_fixture(fixture, factory=factory, dtype=options.dtype, tol=options.tolerance)
+        if factory is not None and result.status == "fail":
+            result = dataclasses.replace(result, diagnosis=_diagnosis(fixture, factory))
         results.append(apply_expected(result, fid, options))
     return results, found.warnings, time.perf_counter() - t0
 
@@ -234,6 +238,13 @@ def selected(fid: str, patterns: Optional[Sequence[str]]) -> bool:
 
 
 # --- records ------------------------------------------------------------------------------------
+def _diagnosis(target: Any, factory: Any) -> str:
+    """The one-line diagnosis of a failing case or fixture (bilstm_ref.diagnose.explain)."""
+    from .diagnose.explain import diagnose_line
+
+    return diagnose_line(target, factory)
+
+
 def record_of(result: Any) -> dict[str, Any]:
     """A JSON-able record of a CaseResult (matrix) or FixtureResult (fixtures), the same shape for both."""
     case = getattr(result, "case", None)
@@ -251,6 +262,7 @@ def record_of(result: Any) -> dict[str, Any]:
         "flags": flags,
         "deviation": result.deviation,
         "message": result.message,
+        "diagnosis": getattr(result, "diagnosis", "") or None,
         "outputs": [o.as_dict() for o in result.outputs],
         "failing_outputs": [o.name for o in result.outputs if not o.ok],
         "traceback": getattr(result, "traceback", "") or None,

@@ -31,6 +31,7 @@ class CaseResult:
     deviation: Optional[str] = None  # name of the KnownDeviation Keras matched
     message: str = ""
     traceback: str = ""  # the whole traceback when the implementation raised
+    diagnosis: str = ""  # for a failing implementation: the known fault that explains it, in one line
 
     @property
     def failures(self) -> list[OutputResult]:
@@ -38,6 +39,7 @@ class CaseResult:
 
     def describe(self) -> str:
         lines = [f"{self.case.id}: {self.status}" + (f" ({self.message})" if self.message else "")]
+        lines += [f"  diagnosis: {self.diagnosis}"] if self.diagnosis else []
         lines += ["  " + o.describe() for o in (self.failures or [])]
         lines += implementation_frames(self.traceback)
         return "\n".join(lines)

@@ -54,6 +54,8 @@ def render_html(data: ReportData, images: dict[str, str]) -> str:
     for r in bad:
         parts.append(f"<details open class='{r['status']}'><summary><code>{escape(r['id'])}</code>: "
                      f"{escape(r['status'])} {escape(r['message'])}</summary>")
+        if r.get("diagnosis"):
+            parts.append(f"<p>diagnosis: {escape(r['diagnosis'])}</p>")
         parts.append(_outputs_table(r["outputs"]) + "</details>")
 
     worst = data.worst()

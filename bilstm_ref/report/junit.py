@@ -37,7 +37,7 @@ def render_junit(data: ReportData) -> str:
             first = next((o["name"] for o in r["outputs"] if not o["ok"]), "?")
             el = ET.SubElement(case, "failure", {"message": f"{len(r['failing_outputs'])} output(s) differ from "
                                                             f"Keras, first {first}", "type": "mismatch"})
-            el.text = detail
+            el.text = (f"diagnosis: {r['diagnosis']}\n" if r.get("diagnosis") else "") + detail
         elif r["status"] in ("error", "integrity"):
             el = ET.SubElement(case, "error", {"message": r["message"][:500], "type": r["status"]})
             el.text = r["message"]

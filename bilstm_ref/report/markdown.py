@@ -53,6 +53,8 @@ def render_markdown(data: ReportData, images: dict[str, str]) -> str:
         lines += [f"## Failing cases ({len(bad)})", ""]
         for r in bad[:200]:
             lines.append(f"- `{r['id']}`: {r['status']}" + (f" ({r['message']})" if r["message"] else ""))
+            if r.get("diagnosis"):
+                lines.append(f"  - diagnosis: {r['diagnosis']}")
             for o in r["outputs"]:
                 if not o["ok"]:
                     lines.append(f"  - {_output_line(o)}")
