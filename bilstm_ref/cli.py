@@ -472,7 +472,7 @@ def _add_verify(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bilstm-ref", description="Keras LSTM / Bidirectional(LSTM) reference verifier")
     p.add_argument("--version", action="version", version=f"bilstm-ref {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{check,inspect,verify,fixtures,weights,report,scoreboard}", required=True)
+    sub = p.add_subparsers(dest="command", metavar="{check,inspect,verify,fixtures,weights,explain,trace,report,scoreboard}", required=True)
     c = sub.add_parser("check", help="run the conformance matrix against the installed Keras")
     c.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                    help="Keras backend (sets KERAS_BACKEND); default: Keras's configured backend")
@@ -490,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub)
     _add_fixtures(sub)
     _add_weights(sub)
+    _add_explain(sub)
     r = sub.add_parser("report", help="run the matrix (or read fixtures) and write md, html, json, junit and plots")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--fixtures", default=None, metavar="DIR", help="report on recorded fixtures instead (no Keras)")
@@ -718,6 +719,41 @@ def cmd_fixtures_diff(args: argparse.Namespace) -> int:
             print(f"    {o.name}: max|new - old| = {o.max_abs:.3g}{where}, {o.mismatched:.0%} of elements changed"
                   + (f", {o.nan_mismatch} NaN changes" if o.nan_mismatch else ""))
     return 1 if beyond else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .diagnose.explain import explain, subject_of
+    from .spec import resolve_factory
+
+    factory = resolve_factory(args.impl)
+    subject = subject_of(args.target)
+    result = explain(subject, factory)
+    print(result.describe())
+    if args.json:
+        _write_json(args.json, result.as_dict())
+    if args.shrink:
+        from .diagnose.shrink import shrink, write_repro
+
+        if result.status == "pass":
+            print("nothing to shrink: the implementation matches the reference on this case")
+        else:
+            shrunk = shrink(subject, factory)
+            print(shrunk.describe())
+            for kind, path in write_repro(shrunk, args.impl, args.out).items():
+                print(f"  {kind}: {path}")
+    return 0 if result.status == "pass" else 1
+
+
+def _add_explain(sub: Any) -> None:
+    e = sub.add_parser("explain", help="why an implementation fails a case: the first divergence and the known "
+                                       "porting fault that explains it")
+    e.add_argument("target", help="a matrix case id (bilstm-ref check --list) or a fixture manifest (.json)")
+    e.add_argument("--impl", required=True, metavar="MODULE:FACTORY", help="the implementation under test")
+    e.add_argument("--shrink", action="store_true",
+                   help="also reduce the case to a minimal failing repro: a fixture and a standalone repro.py")
+    e.add_argument("--out", default="repro", metavar="DIR", help="with --shrink: where the repro goes (default ./repro)")
+    e.add_argument("--json", default=None, metavar="FILE", help="write the explanation as JSON")
+    e.set_defaults(func=cmd_explain)
 
 
 def cmd_weights_diff(args: argparse.Namespace) -> int:

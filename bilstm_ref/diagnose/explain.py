@@ -38,6 +38,8 @@ class FaultMatch:
     total: int
     elements: float
     max_abs: float
+    fixes: int = 0  # of the outputs the reference gets wrong, how many it explains
+    failing: int = 0  # how many outputs the reference gets wrong
 
     @property
     def complete(self) -> bool:
@@ -47,7 +49,8 @@ class FaultMatch:
         if self.complete:
             how = "explains the output" if self.total == 1 else f"explains all {self.total} outputs"
         else:
-            how = f"explains {self.explained} of {self.total} outputs"
+            how = (f"explains {self.fixes} of the {self.failing} differing outputs" if self.failing
+                   else f"explains {self.explained} of {self.total} outputs")
         return f"{self.name}; {how} to {self.max_abs:.2g}"
 
 
@@ -108,7 +111,7 @@ class Explanation:
             tied = [m.name for m in self.ranking[1:] if m.complete and m.max_abs <= best.max_abs]
             also = f" (equally: {'; '.join(tied[:2])})" if tied else ""
             return f"most likely: {best.describe()}{also}"
-        closest = f"; closest: {best.describe()}" if best is not None and best.explained else ""
+        closest = f"; closest: {best.describe()}" if best is not None and best.fixes else ""
         return f"no known fault explains it{closest}"
 
     def describe(self) -> str:
@@ -272,10 +275,11 @@ def rank_faults(subject: Subject, actual: Outputs, faults: Sequence[Fault] = FAU
                        for r, b in zip(results, baseline, strict=True)]
         elements = float(np.mean([1.0 - r.mismatched for r in results])) if results else 0.0
         worst = max((r.max_abs for r in results), default=0.0)
+        failing = [k for k, b in enumerate(baseline or []) if not b.ok]
         matches.append(FaultMatch(fault.name, fault.family, sum(r.ok for r in results), len(results), elements,
-                                  worst))
-    order = sorted(range(len(matches)), key=lambda i: (-matches[i].explained, -matches[i].elements,
-                                                        matches[i].max_abs, i))
+                                  worst, sum(results[k].ok for k in failing), len(failing)))
+    order = sorted(range(len(matches)), key=lambda i: (-matches[i].explained, -matches[i].fixes,
+                                                        -matches[i].elements, matches[i].max_abs, i))
     return [matches[i] for i in order]
 
 

@@ -204,14 +204,13 @@ def _literal(a: Optional[np.ndarray]) -> str:
         return "None"
     a = np.asarray(a)
     if a.dtype == bool:
-        return f"np.array({json.dumps(a.tolist())}, dtype=bool)"
+        return f"np.array({a.tolist()!r}, dtype=bool)"
     values = json.dumps(np.asarray(a, dtype=np.float64).tolist()).replace("NaN", "float('nan')")
     values = values.replace("-Infinity", "-float('inf')").replace("Infinity", "float('inf')")
     return f"np.array({values}, dtype={str(a.dtype)!r})"
 
 
 def _snippet(s: Subject, expected: list[dict[str, np.ndarray]], tol: Tolerance, impl: str) -> str:
-    module, _, name = impl.partition(":")
     calls = []
     for c, e in zip(s.calls, expected):
         init = "None" if c.initial_state is None else "[" + ", ".join(_literal(v) for v in c.initial_state) + "]"
@@ -222,7 +221,8 @@ def _snippet(s: Subject, expected: list[dict[str, np.ndarray]], tol: Tolerance, 
     return f'''"""A minimal repro of {s.id}: {impl} against the documented Keras semantics.
 
 Standalone: needs NumPy and the implementation only. Expected values are the float64 reference's.
-Run: python repro.py  (exit status 1 while the implementation still fails)
+Run: python repro.py [MODULE:FACTORY]  (exit status 1 while the implementation still fails; another
+factory, such as your fixed port, can be named on the command line)
 """
 import importlib
 import json
@@ -249,8 +249,12 @@ class Spec(types.SimpleNamespace):
     semantics = {s.spec.semantics!r}
 
 
+IMPL = {impl!r}
+
+
 def main() -> int:
-    factory = getattr(importlib.import_module({module!r}), {name!r})
+    module, _, name = (sys.argv[1] if len(sys.argv) > 1 else IMPL).partition(":")
+    factory = getattr(importlib.import_module(module), name)
     impl = factory(Spec(class_name=CLASS_NAME, config=CONFIG, weights=tuple(WEIGHTS),
                         provenance={{"semantics": {s.spec.semantics!r}}}, states=None))
     failed = 0
