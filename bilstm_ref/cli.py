@@ -491,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fixtures(sub)
     _add_weights(sub)
     _add_explain(sub)
+    _add_trace(sub)
     r = sub.add_parser("report", help="run the matrix (or read fixtures) and write md, html, json, junit and plots")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--fixtures", default=None, metavar="DIR", help="report on recorded fixtures instead (no Keras)")
@@ -742,6 +743,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
             for kind, path in write_repro(shrunk, args.impl, args.out).items():
                 print(f"  {kind}: {path}")
     return 0 if result.status == "pass" else 1
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .diagnose.trace import trace_main
+
+    code, text = trace_main(args.target, args.out)
+    print(text)
+    return code
+
+
+def _add_trace(sub: Any) -> None:
+    t = sub.add_parser("trace", help="the reference's gates (i, f, g, o), c and h at every step of a case or fixture")
+    t.add_argument("target", help="a matrix case id (bilstm-ref check --list) or a fixture manifest (.json)")
+    t.add_argument("--out", default=None, metavar="FILE", help="write the trace as .npz (default for large traces: "
+                                                                "trace-<id>.npz)")
+    t.set_defaults(func=cmd_trace)
 
 
 def _add_explain(sub: Any) -> None:

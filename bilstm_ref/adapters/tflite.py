@@ -146,10 +146,13 @@ class TfliteModel(ConvertedModel):
         return next(d for d in self._interp.get_tensor_details() if d["index"] == index)
 
     def _intermediates(self) -> dict[str, int]:
+        """Named intermediate tensors of numeric or boolean type. Resource and variant tensors (a
+        stateful model's variables, TensorList handles) are left out: LiteRT's ``get_tensor`` on them
+        reads no array, and crashed the process on a stateful model's variables."""
         io = {d["index"] for d in self._interp.get_input_details() + self._interp.get_output_details()}
         out: dict[str, int] = {}
         for d in self._interp.get_tensor_details():
-            if d["name"] and d["index"] not in io:
+            if d["name"] and d["index"] not in io and np.dtype(d["dtype"]).kind in "fiub":
                 out.setdefault(d["name"], d["index"])
         return out
 

@@ -328,7 +328,8 @@ def _trace_around(subject: Subject, d: Divergence, rows: int) -> str:
         call = subject.calls[d.call]
         tr = trace(subject.spec, call.x, mask=call.mask,
                    initial_state=None if call.initial_state is None else list(call.initial_state))
-        return tr.table(max_rows=rows, around=d.t, direction=d.direction)
+        return tr.table(max_rows=rows, around=d.t, direction=d.direction if d.direction in ("forward", "backward") else None,
+                        sample=d.sample)
     except Exception:  # a trace is a help, never the reason a diagnosis fails
         return ""
 
