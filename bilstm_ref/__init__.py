@@ -4,6 +4,8 @@ Public names only; importing this package never imports Keras or TensorFlow.
 """
 
 from .bidirectional import Bidirectional as Bidirectional
+from .diagnose import explain as explain
+from .diagnose import trace as trace
 from .errors import BilstmRefError as BilstmRefError
 from .errors import ConfigError as ConfigError
 from .errors import CorruptFileError as CorruptFileError

@@ -696,6 +696,14 @@ def cmd_fixtures_verify(args: argparse.Namespace) -> int:
                     for r in results) else 0
 
 
+def cmd_fixtures_export(args: argparse.Namespace) -> int:
+    from .fixture_export import export_main
+
+    code, text = export_main(args.dir, args.format, args.out, args.k)
+    print(text)
+    return code
+
+
 def cmd_fixtures_diff(args: argparse.Namespace) -> int:
     from .fixtures import diff_fixtures, scan
 
@@ -801,7 +809,7 @@ def _add_weights(sub: Any) -> None:
 
 def _add_fixtures(sub: Any) -> None:
     f = sub.add_parser("fixtures", help="record Keras's answers as fixtures; verify them without Keras")
-    fsub = f.add_subparsers(dest="fixtures_command", metavar="{generate,verify,diff}", required=True)
+    fsub = f.add_subparsers(dest="fixtures_command", metavar="{generate,verify,export,diff}", required=True)
     g = fsub.add_parser("generate", help="record fixtures from live Keras (the matrix, or --model FILE --layer NAME)")
     g.add_argument("--out", required=True, help="fixture directory (created if missing)")
     g.add_argument("--force", action="store_true", help="rewrite existing fixtures")
@@ -837,6 +845,13 @@ def _add_fixtures(sub: Any) -> None:
     _add_harness_options(v, impl=False)
     v.add_argument("--json", default=None, metavar="FILE", help="also write every fixture's record as JSON")
     v.set_defaults(func=cmd_fixtures_verify)
+    e = fsub.add_parser("export", help="fixtures for ports in any language: one JSON file or one C99 header")
+    e.add_argument("dir", help="fixture directory")
+    e.add_argument("--format", choices=("json", "c-header"), required=True,
+                   help="json: every array as nested lists, bit-exact; c-header: a C99 header (hexadecimal floats)")
+    e.add_argument("--out", required=True, metavar="FILE", help="the file to write (atomically)")
+    e.add_argument("-k", action="append", metavar="PATTERN", help="only fixtures whose id contains PATTERN (~ excludes)")
+    e.set_defaults(func=cmd_fixtures_export)
     d = fsub.add_parser("diff", help="how recorded answers changed between two fixture directories")
     d.add_argument("old")
     d.add_argument("new")

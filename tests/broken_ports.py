@@ -103,3 +103,28 @@ def sign_flipped_output(spec: br.LayerSpec) -> Any:
     impl = Impl(spec)
     impl.ref = ref
     return impl
+
+
+class mask_zeroes_state(_Wrapped):  # noqa: N801
+    """Resets h and c to zero at masked steps (and outputs zeros there), one step at a time."""
+
+    def __call__(self, x: Any, mask: Any = None, initial_state: Any = None) -> Any:
+        if mask is None:
+            return self.ref(x, initial_state=initial_state)
+        x, mask = np.asarray(x), np.asarray(mask, dtype=bool)
+        n = int(self.spec.config["units"])
+        h = np.zeros((x.shape[0], n)) if initial_state is None else np.asarray(initial_state[0], dtype=np.float64)
+        c = np.zeros((x.shape[0], n)) if initial_state is None else np.asarray(initial_state[1], dtype=np.float64)
+        cell = br.LSTM.from_config({**self.spec.config, "return_sequences": False, "return_state": True,
+                                    "go_backwards": False})
+        cell.set_weights(self.spec.weights)
+        order = range(x.shape[1] - 1, -1, -1) if self.spec.config.get("go_backwards") else range(x.shape[1])
+        ys = []
+        for t in order:
+            _, h_new, c_new = cell(x[:, t:t + 1], initial_state=[h, c])
+            keep = mask[:, t:t + 1]
+            h, c = np.where(keep, h_new, 0.0), np.where(keep, c_new, 0.0)
+            ys.append(np.where(keep, h_new, 0.0))
+        seq = np.stack(ys, axis=1)
+        out = seq if self.spec.config.get("return_sequences") else seq[:, -1]
+        return (out, h, c) if self.spec.config.get("return_state") else out

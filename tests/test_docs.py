@@ -72,7 +72,7 @@ def test_code_messages_name_documents_that_exist() -> None:
 def test_nothing_points_outside_the_repository() -> None:
     pattern = re.compile(r"\.\./shared|shared/spec|shared/design|spec §|§\s?\d")
     hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()[:80]}"
-            for p in DOCS + CODE + sorted((ROOT / "examples").glob("*"))
+            for p in DOCS + CODE + sorted(q for q in (ROOT / "examples").rglob("*") if q.is_file())
             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
 

@@ -50,6 +50,8 @@ PORTS = {
     "float32_port": ("float32 arithmetic", lambda c: c.dtype_policy == "float64"),
     "initial_state_c_h": ("initial state passed as (c, h)", lambda c: c.initial_state),
     "always_concat": ("merge_mode 'sum'", lambda c: c.family == "bidi" and c.merge_mode == "ave"),
+    "mask_zeroes_state": ("masked steps reset the state to zero",
+                          lambda c: c.family == "lstm" and c.mask in ("holes", "left") and not c.stateful),
 }
 
 
@@ -120,7 +122,7 @@ def test_the_first_divergence_of_the_backward_direction_counts_its_processing_st
 
 def test_every_fault_of_the_library_is_named_and_distinct() -> None:
     names = [f.name for f in FAULTS]
-    assert len(names) == len(set(names)) >= 45
+    assert len(names) == len(set(names)) >= 50
     assert sum("gate blocks read in the order" in n for n in names) == 23
 
 

@@ -286,6 +286,60 @@ def _outputs_rounded_to(kind: str) -> Callable[[Subject, Outputs], Optional[Outp
     return outputs
 
 
+def _mask_zeroes_state(s: Subject, actual: Outputs) -> Optional[Outputs]:
+    """Masked steps reset h and c to zero (and output zeros) instead of carrying them: the recurrence run
+    one step at a time with the reference's own cell (full-precision, non-stateful layers)."""
+    if all(c.mask is None for c in s.calls) or any(
+            c.get("stateful") for c in _lstm_configs(s.spec.config, s.spec.class_name)) or _policies(s.spec) & set(_HALF):
+        return None
+    from ..lstm import LSTM
+
+    layer = build(s.spec)
+    dirs = [layer] if s.spec.class_name == "LSTM" else [layer.forward_layer, layer.backward_layer]
+    steppers = []
+    for d in dirs:
+        cfg = {**d.get_config(), "return_sequences": False, "return_state": True, "go_backwards": False,
+               "stateful": False, "dtype": "float32"}
+        step = LSTM.from_config(cfg, semantics=s.spec.semantics)
+        step.set_weights(d.get_weights())
+        steppers.append((step, d.go_backwards, d.units))
+    out = []
+    for call in s.calls:
+        x, mask = np.asarray(call.x, dtype=np.float64), call.mask
+        steps = x.shape[1]
+        valid = np.ones(x.shape[:2], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        init = None if call.initial_state is None else list(call.initial_state)
+        per_dir = []
+        for k, (step, backwards, n) in enumerate(steppers):
+            h = np.zeros((x.shape[0], n)) if init is None else np.asarray(init[2 * k], dtype=np.float64)
+            c = np.zeros((x.shape[0], n)) if init is None else np.asarray(init[2 * k + 1], dtype=np.float64)
+            ys = []
+            for t in (range(steps - 1, -1, -1) if backwards else range(steps)):
+                _, h_new, c_new = step(x[:, t:t + 1], initial_state=[h, c])
+                v = valid[:, t:t + 1]
+                h, c = np.where(v, h_new, 0.0), np.where(v, c_new, 0.0)
+                ys.append(np.where(v, h_new, 0.0))
+            per_dir.append((np.stack(ys, axis=1), h, c))  # sequence in processing order
+        out.append(_assemble(s, layer, per_dir))
+    return out
+
+
+def _assemble(s: Subject, layer: Any, per_dir: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A call's outputs, by name, from each direction's (sequence in processing order, h, c)."""
+    if s.spec.class_name == "LSTM":
+        seq, h, c = per_dir[0]
+        values = [seq if layer.return_sequences else seq[:, -1], h, c]
+    else:
+        (y_f, h1, c1), (y_b, h2, c2) = per_dir
+        if layer.return_sequences:
+            y_f, y_b = y_f, y_b[:, ::-1]  # the backward sequence re-aligned to input time
+        else:
+            y_f, y_b = y_f[:, -1], y_b[:, -1]
+        merged = merge(y_f, y_b, layer.merge_mode)
+        values = (list(merged) if layer.merge_mode is None else [merged]) + [h1, c1, h2, c2]
+    return dict(zip(s.output_names, values))
+
+
 # --- outputs arranged wrongly ---------------------------------------------------------------------
 def _state_names(names: Sequence[str]) -> list[tuple[str, str]]:
     if "h" in names:
@@ -477,6 +531,7 @@ def _library() -> tuple[Fault, ...]:
                _initial_fault("initial state passed as (c, h) instead of (h, c)", _h_c_swapped_in),
                _initial_fault("initial states of the two directions swapped", _directions_swapped_in),
                Fault("states not carried between stateful calls", "states", _states_not_carried),
+               Fault("masked steps reset the state to zero instead of carrying it", "mask", _mask_zeroes_state),
                Fault("hard_sigmoid of the other Keras version (Keras 2: 0.2x + 0.5; Keras 3: relu6(x + 3) / 6)",
                      "activation", _hard_sigmoid_semantics)]
     faults += [_merge_mode(m) for m in ("sum", "mul", "ave")]
