@@ -699,7 +699,7 @@ def cmd_fixtures_verify(args: argparse.Namespace) -> int:
 def cmd_fixtures_export(args: argparse.Namespace) -> int:
     from .fixture_export import export_main
 
-    code, text = export_main(args.dir, args.format, args.out, args.k)
+    code, text = export_main(args.dir, args.format, args.out, args.k, traces=args.trace)
     print(text)
     return code
 
@@ -851,6 +851,8 @@ def _add_fixtures(sub: Any) -> None:
                    help="json: every array as nested lists, bit-exact; c-header: a C99 header (hexadecimal floats)")
     e.add_argument("--out", required=True, metavar="FILE", help="the file to write (atomically)")
     e.add_argument("-k", action="append", metavar="PATTERN", help="only fixtures whose id contains PATTERN (~ excludes)")
+    e.add_argument("--trace", action="store_true",
+                   help="also the reference's gate trace (i, f, g, o, c, h per step and direction) of every call")
     e.set_defaults(func=cmd_fixtures_export)
     d = fsub.add_parser("diff", help="how recorded answers changed between two fixture directories")
     d.add_argument("old")

@@ -42,7 +42,7 @@ FORMATS = ("json", "c-header")
 JSON_FORMAT = "bilstm_ref.fixtures"
 JSON_VERSION = 1
 #: Version of the C header's struct layout (``BFX_LAYOUT_VERSION`` in the header).
-C_LAYOUT_VERSION = 1
+C_LAYOUT_VERSION = 2
 TMP_PREFIX = ".bilstm_ref-tmp-"
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -166,10 +166,28 @@ def _weight_names(fixture: Any) -> list[str]:
     return names
 
 
-def _fixture_document(fixture: Any) -> dict[str, Any]:
+#: The per-step arrays a trace export holds, per direction, in processing order, each (B, T, units).
+TRACE_KEYS = ("i", "f", "g", "o", "c", "h")
+
+
+def _traces(fixture: Any) -> list[dict[str, dict[str, np.ndarray]]]:
+    """Per call, per direction: the reference's gates, c and h in processing order, and ``order`` (the
+    input step read at each processing step), proven equal to the layer's outputs as they are traced."""
+    from .diagnose.trace import trace_case
+
+    return [{d.name: {**{k: np.asarray(d.processing_order[k], dtype=np.float64) for k in TRACE_KEYS},
+                      "order": np.asarray(d.order, dtype=np.int64)} for d in tr.directions}
+            for tr in trace_case(fixture, all_calls=True)]
+
+
+def _fixture_document(fixture: Any, traces: bool = False) -> dict[str, Any]:
     calls = []
-    for call in fixture.calls:
-        calls.append({
+    per_call = _traces(fixture) if traces else [None] * len(fixture.calls)
+    for call, tr in zip(fixture.calls, per_call, strict=True):
+        extra = {} if tr is None else {"trace": {
+            d: {k: (v.tolist() if k == "order" else _json_array(v)) for k, v in arrays.items()}
+            for d, arrays in tr.items()}}
+        calls.append({**extra,
             "x": _json_array(call.x),
             "mask": None if call.mask is None else _json_array(call.mask),
             "initial_state": None if call.initial_state is None else [_json_array(s) for s in call.initial_state],
@@ -232,9 +250,11 @@ def _inline(value: Any) -> str:
         raise FixtureIntegrityError(f"value {value!r} cannot be written as JSON ({e})") from None
 
 
-def json_text(fixtures: Iterable[Any]) -> str:
-    """The JSON document of ``fixtures`` (:class:`bilstm_ref.fixtures.Fixture` objects)."""
-    doc = {"format": JSON_FORMAT, "version": JSON_VERSION, "fixtures": [_fixture_document(f) for f in fixtures]}
+def json_text(fixtures: Iterable[Any], traces: bool = False) -> str:
+    """The JSON document of ``fixtures`` (:class:`bilstm_ref.fixtures.Fixture` objects); with ``traces``,
+    each call also holds the reference's gate trace (:data:`TRACE_KEYS` per direction, processing order)."""
+    doc = {"format": JSON_FORMAT, "version": JSON_VERSION,
+           "fixtures": [_fixture_document(f, traces) for f in fixtures]}
     out: list[str] = []
     _dump(doc, 1, 0, out)
     return "".join(out) + "\n"
@@ -302,7 +322,8 @@ def read_exported_json(path: PathLike) -> list[dict[str, Any]]:
 
     Each fixture is the document's dict with: ``weights`` a list of arrays (``get_weights()``
     order) and ``weight_names`` their names; in each call ``x``, ``mask`` (or None),
-    ``initial_state`` (None or a list of arrays) and ``expected`` ({name: array}) decoded.
+    ``initial_state`` (None or a list of arrays) and ``expected`` ({name: array}) decoded, and
+    ``trace`` ({direction: {key: array, "order": int array}}) when exported with traces.
     """
     path = Path(path)
     try:
@@ -333,6 +354,10 @@ def read_exported_json(path: PathLike) -> list[dict[str, Any]]:
                     "reset_before": bool(c["reset_before"]),
                     "expected": {name: _decode_array(a, f"{cw} expected {name!r}") for name, a in c["expected"].items()},
                 })
+                if "trace" in c:  # exported with --trace
+                    calls[-1]["trace"] = {d: {k: (np.asarray(v, dtype=np.int64) if k == "order"
+                                                  else _decode_array(v, f"{cw} trace {d} {k}")) for k, v in arrays.items()}
+                                          for d, arrays in c["trace"].items()}
             fx["calls"] = calls
         except (KeyError, TypeError, AttributeError) as e:
             raise CorruptFileError(f"{where}: malformed ({type(e).__name__}: {e})") from None
@@ -512,6 +537,14 @@ typedef struct {
   const double *data; /* Keras's answer */
 } bfx_output;
 
+/* A direction's gate trace of one call (fixtures export --trace), in processing order: step k read
+ * input time step order[k]; every array is (batch, time, units). */
+typedef struct {
+  const char *direction;               /* "forward" or "backward" */
+  const int *order;                    /* (time) */
+  const double *i, *f, *g, *o, *c, *h;
+} bfx_trace;
+
 typedef struct {
   int reset_before;                    /* reset_state() before this call */
   const double *x;                     /* (batch, time, input_dim) */
@@ -519,6 +552,8 @@ typedef struct {
   int n_initial_state;                 /* 0, 2 (h, c) or 4 (h_fw, c_fw, h_bw, c_bw) */
   const double *const *initial_state;  /* each (batch, units of its direction); NULL if none */
   const bfx_output *expected;          /* n_outputs, in output_names order */
+  int n_traces;                        /* 0, or one per direction (exported with --trace) */
+  const bfx_trace *traces;             /* NULL without --trace */
 } bfx_call;
 
 typedef struct {
@@ -579,8 +614,9 @@ _C_EMPTY_LSTM = ('{"", 0, 0, BFX_ACT_UNKNOWN, BFX_ACT_UNKNOWN, "", "", 0, 0, 0, 
                  'BFX_POLICY_UNKNOWN, "", NULL, NULL, NULL}')
 
 
-def _c_fixture(w: _CWriter, index: int, fixture: Any) -> str:
+def _c_fixture(w: _CWriter, index: int, fixture: Any, traces: bool = False) -> str:
     p = f"bfx{index}"
+    per_call = _traces(fixture) if traces else None
     spec = fixture.spec
     cfg = spec.config
     weights = [np.asarray(a) for a in spec.weights]
@@ -642,7 +678,20 @@ def _c_fixture(w: _CWriter, index: int, fixture: Any) -> str:
                         f"{arr} + {k * size}}}")
         w.raw(f"static const bfx_output {p}_c{k}_out[{len(rows)}] = {{\n" + ",\n".join(rows) + "\n};\n")
         m = "NULL" if mask is None else f"{mask} + {k * B * T}"
-        call_rows.append(f"  {{{int(bool(call.reset_before))}, {x} + {k * B * T * D}, {m}, {n_init}, {init}, {p}_c{k}_out}}")
+        n_tr, tr_ptr = 0, "NULL"
+        if per_call is not None:
+            rows_tr = []
+            for d, arrays in per_call[k].items():
+                q = f"{p}_c{k}_{d[0]}"
+                order = ", ".join(str(int(v)) for v in arrays["order"])
+                w.raw(f"static const int {q}_order[{len(arrays['order'])}] = {{{order}}};\n")
+                ptrs = [w.doubles(f"{q}_{key}", arrays[key], f"{p} call {k} {d} trace {key} {list(arrays[key].shape)}")
+                        for key in TRACE_KEYS]
+                rows_tr.append(f"  {{{_c_string(d)}, {q}_order, {', '.join(ptrs)}}}")
+            w.raw(f"static const bfx_trace {p}_c{k}_tr[{len(rows_tr)}] = {{\n" + ",\n".join(rows_tr) + "\n};\n")
+            n_tr, tr_ptr = len(rows_tr), f"{p}_c{k}_tr"
+        call_rows.append(f"  {{{int(bool(call.reset_before))}, {x} + {k * B * T * D}, {m}, {n_init}, {init}, {p}_c{k}_out, "
+                         f"{n_tr}, {tr_ptr}}}")
     w.raw(f"static const bfx_call {p}_calls[{len(calls)}] = {{\n" + ",\n".join(call_rows) + "\n};\n")
     dev = fixture.deviation or {}
     fields = [
@@ -657,13 +706,13 @@ def _c_fixture(w: _CWriter, index: int, fixture: Any) -> str:
     return "  {" + ", ".join(fields) + "}"
 
 
-def _c_header(fixtures: Sequence[Any]) -> tuple[str, list[str], list[tuple[str, str]]]:
+def _c_header(fixtures: Sequence[Any], traces: bool = False) -> tuple[str, list[str], list[tuple[str, str]]]:
     """(header text, ids in it, (id, reason) of fixtures the layout cannot hold)."""
     parts, descriptors, ids, skipped = [], [], [], []
     for f in fixtures:
         w = _CWriter()
         try:
-            descriptors.append(_c_fixture(w, len(ids), f))
+            descriptors.append(_c_fixture(w, len(ids), f, traces))
         except (BilstmRefError, KeyError, TypeError, ValueError) as e:
             skipped.append((f.id, f"not expressible in the C header: {type(e).__name__}: {e}"))
             continue
@@ -715,9 +764,10 @@ def _write_atomic(out: Path, text: str) -> int:
 
 
 def export_fixtures(directory: PathLike, fmt: str, out: PathLike,
-                    patterns: Optional[Sequence[str]] = None) -> ExportSummary:
+                    patterns: Optional[Sequence[str]] = None, traces: bool = False) -> ExportSummary:
     """Export the fixtures of ``directory`` (those whose id matches every ``-k``-style pattern in
-    ``patterns``; ``~pat`` excludes) into one ``fmt`` file (``"json"`` or ``"c-header"``) at ``out``.
+    ``patterns``; ``~pat`` excludes) into one ``fmt`` file (``"json"`` or ``"c-header"``) at ``out``;
+    with ``traces``, every call carries the reference's gate trace of each direction.
 
     A fixture that fails its integrity checks is skipped, with the reason, in the summary.
     Raises :class:`BilstmRefError` subclasses: an unknown format or directory, nothing to export,
@@ -731,9 +781,9 @@ def export_fixtures(directory: PathLike, fmt: str, out: PathLike,
         raise FixtureIntegrityError(f"{str(directory)!r}: no fixture to export{why}"
                                     + (f" (patterns {list(patterns)})" if patterns else ""))
     if fmt == "json":
-        text, ids = json_text(fixtures), [f.id for f in fixtures]
+        text, ids = json_text(fixtures, traces), [f.id for f in fixtures]
     else:
-        text, ids, more = _c_header(fixtures)
+        text, ids, more = _c_header(fixtures, traces)
         skipped += more
     summary = ExportSummary(fmt, str(out), ids, skipped)
     try:
@@ -744,14 +794,14 @@ def export_fixtures(directory: PathLike, fmt: str, out: PathLike,
 
 
 def export_main(directory: PathLike, fmt: str, out: PathLike,
-                patterns: Optional[Sequence[str]] = None) -> tuple[int, str]:
+                patterns: Optional[Sequence[str]] = None, traces: bool = False) -> tuple[int, str]:
     """The ``bilstm-ref fixtures export`` command: (exit status, text to print).
 
     Exit status 0: every selected fixture exported; 1: written, but some fixtures were skipped as
     unreadable (listed); 2: nothing written (no fixture, bad directory, format or output path).
     """
     try:
-        summary = export_fixtures(directory, fmt, out, patterns)
+        summary = export_fixtures(directory, fmt, out, patterns, traces)
     except BilstmRefError as e:
         return 2, f"error: {e}"
     return (1 if summary.skipped else 0), summary.describe()

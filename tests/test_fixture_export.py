@@ -414,3 +414,37 @@ def test_a_fixture_the_header_cannot_hold_is_skipped_with_the_reason(tmp_path: P
     assert code == 1 and "odd: not expressible in the C header" in text and "merge_mode 'max'" in text
     assert "BILSTM_FIXTURE_COUNT 1\n" in (tmp_path / "f.h").read_text(encoding="utf-8")
     assert export_main(src, "c-header", tmp_path / "g.h", ["odd"])[0] == 2 and not (tmp_path / "g.h").exists()
+
+
+def test_traces_are_exported_and_equal_the_reference_steps(tmp_path: Path) -> None:
+    from bilstm_ref.diagnose import trace
+    from bilstm_ref.fixtures import read_fixture, scan
+    from bilstm_ref.spec import build
+
+    out = tmp_path / "t.json"
+    pattern = "bidi-concat-seq-state-mask_left-init"
+    export_fixtures(FIXTURES, "json", out, [pattern], traces=True)
+    fx = read_fixture(next(p for p in scan(FIXTURES).manifests if p.name.startswith(pattern + ".")))
+    doc = read_exported_json(out)[0]
+    call = fx.calls[0]
+    layer = build(fx.spec)
+    y = layer(call.x, mask=call.mask, initial_state=list(call.initial_state))
+    got = doc["calls"][0]["trace"]
+    assert set(got) == {"forward", "backward"}
+    # the last valid step's h of each direction is the state the layer returns (h1, h2)
+    for d, name in (("forward", 1), ("backward", 3)):
+        h = got[d]["h"][:, -1]
+        assert np.array_equal(h, np.asarray(y[name])), d
+    assert list(got["backward"]["order"]) == list(range(call.x.shape[1]))[::-1]
+    direct = trace(fx.spec, call.x, mask=call.mask, initial_state=list(call.initial_state))
+    assert np.array_equal(got["forward"]["i"], direct.direction("forward").processing_order["i"])
+
+
+def test_a_header_with_traces_compiles_and_the_harness_still_passes(tmp_path: Path) -> None:
+    _cc()
+    summary = export_fixtures(FIXTURES, "c-header", tmp_path / "fixtures.h", ["bidi-concat-seq-state"], traces=True)
+    assert summary.count and not summary.skipped
+    text = (tmp_path / "fixtures.h").read_text()
+    assert "static const bfx_trace" in text and '"backward"' in text
+    code, out, counts = _run(_harness(tmp_path))
+    assert code == 0 and counts[0] == summary.count, out[-2000:]
