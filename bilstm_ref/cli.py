@@ -651,6 +651,9 @@ def _generate(args: argparse.Namespace, out_dir: Any) -> int:
     counts = collections.Counter(s for _, s, _ in statuses)
     print(f"fixtures in {str(out_dir)!r}: {counts['written']} written, {counts['replaced']} replaced, "
           f"{counts['unchanged']} unchanged, {len(skipped)} existing kept ({time.perf_counter() - t0:.1f}s)")
+    if args.trace:
+        traced = _write_traces(out_dir, [cid for cid, _, _ in statuses])
+        print(f"gate traces: {traced} written into {str(out_dir / 'traces')!r} (bilstm_ref.diagnose.Trace.from_npz)")
     off = [(cid, st) for cid, _, st in statuses if st not in ("pass", "known-deviation", "recorded")]
     for cid, st in off:
         print(f"warning: {cid}: the reference does not reproduce Keras here ({st}); recorded anyway", file=sys.stderr)
@@ -659,6 +662,18 @@ def _generate(args: argparse.Namespace, out_dir: Any) -> int:
               "Pass --force to rewrite them.", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_traces(out_dir: Any, ids: Sequence[str]) -> int:
+    """Beside the fixtures (in ``traces/``, which ``fixtures verify`` does not read): each fixture's gate
+    traces, every call, as the reference computes them (checked bit for bit against its outputs)."""
+    from .diagnose.trace import save_traces, trace_case
+
+    folder = out_dir / "traces"
+    folder.mkdir(exist_ok=True)
+    for fid in ids:
+        save_traces(folder / f"{fid}.npz", trace_case(str(out_dir / f"{fid}.json"), all_calls=True))
+    return len(ids)
 
 
 def _verify_summary(results: list[Any], warnings: list[str], wall: float, impl: str, out: Any = None) -> None:
@@ -813,6 +828,8 @@ def _add_fixtures(sub: Any) -> None:
     g = fsub.add_parser("generate", help="record fixtures from live Keras (the matrix, or --model FILE --layer NAME)")
     g.add_argument("--out", required=True, help="fixture directory (created if missing)")
     g.add_argument("--force", action="store_true", help="rewrite existing fixtures")
+    g.add_argument("--trace", action="store_true",
+                   help="also write each fixture's gate traces (every call, both directions) into DIR/traces/")
     g.add_argument("-k", action="append", metavar="PATTERN", help="matrix cases whose id contains PATTERN (~ excludes)")
     g.add_argument("--suite", choices=("matrix", "committed"), default="matrix",
                    help="matrix: every case (default); committed: the subset kept in the repository's fixtures/")

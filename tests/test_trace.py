@@ -347,3 +347,21 @@ def test_importing_diagnose_does_not_import_keras() -> None:
     code = "import sys, bilstm_ref.diagnose; print([m for m in ('keras', 'tensorflow') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.keras
+def test_fixtures_generate_trace_writes_each_fixtures_traces_beside_them(tmp_path: Path) -> None:
+    pytest.importorskip("keras", reason="recording fixtures needs live Keras (pip install 'bilstm_ref[keras]')")
+    from bilstm_ref.cli import main
+    from bilstm_ref.fixtures import read_fixture
+
+    out = tmp_path / "fx"
+    case = "bidi-concat-seq-state-mask_left-init-stateful"
+    assert main(["fixtures", "generate", "--out", str(out), "-k", case, "--trace", "--jobs", "1"]) == 0
+    assert main(["fixtures", "verify", str(out)]) == 0  # the traces folder is not a fixture
+    fixture = read_fixture(out / f"{case}.json")
+    with np.load(out / "traces" / f"{case}.npz") as z:
+        calls = sorted({k.split("/")[0] for k in z.files if k.startswith("call")})
+        assert len(calls) == len(fixture.calls)
+        first = z["call1/forward/processing_order/h"]
+    assert first.shape[:2] == fixture.calls[0].x.shape[:2]
