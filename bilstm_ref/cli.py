@@ -145,8 +145,9 @@ def _wrapped(text: str, indent: str = "  ", width: int = 100) -> str:
 def _options(args: argparse.Namespace) -> Any:
     from .harness import RunOptions, default_jobs, load_expected_failures, tolerance_from_args
 
+    oracle = getattr(args, "oracle", "keras")
     return RunOptions(
-        backend=getattr(args, "backend", None),
+        backend="tf_keras" if oracle == "tf_keras" else getattr(args, "backend", None),
         impl=getattr(args, "impl", None),
         dtype=getattr(args, "dtype", None),
         tolerance=tolerance_from_args(args.atol, args.rtol, args.ulp, args.tol_output or []),
@@ -192,6 +193,8 @@ def _run_live(args: argparse.Namespace, cases: list[Any]) -> tuple[list[Any], di
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.oracle == "tf_keras" and args.backend not in (None, "tensorflow"):
+        raise ConfigError(f"--oracle tf_keras runs on TensorFlow; --backend {args.backend} is a Keras 3 backend")
     cases = _matrix_cases(args)
     if not cases:
         print(f"error: no matrix case matches {args.k}" + (f" in shard {args.shard}" if args.shard else ""),
@@ -476,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="run the conformance matrix against the installed Keras")
     c.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
                    help="Keras backend (sets KERAS_BACKEND); default: Keras's configured backend")
+    c.add_argument("--oracle", choices=("keras", "tf_keras"), default="keras",
+                   help="keras (default): Keras 3; tf_keras: Keras 2 on TensorFlow, the reference under Keras 2 "
+                        "semantics")
     c.add_argument("-k", action="append", metavar="PATTERN",
                    help="only cases whose id contains PATTERN (repeatable; ~PATTERN excludes)")
     c.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")

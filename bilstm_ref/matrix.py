@@ -174,30 +174,32 @@ class Case:
             )
         return kw
 
-    def reference(self, dtype: Any = None, quirks: tuple[str, ...] = ()) -> Any:
-        """The reference layer for this case, built from the constructors, weights set."""
+    def reference(self, dtype: Any = None, quirks: tuple[str, ...] = (), semantics: str = "keras3") -> Any:
+        """The reference layer for this case, built from the constructors, weights set (``semantics``:
+        ``"keras2"`` to be judged against tf_keras)."""
         pol = self.dtype_policy
         layer: Any
+        opts = dict(dtype=dtype, quirks=quirks, semantics=semantics)
         if self.family == "lstm":
-            layer = LSTM(**self.lstm_kwargs(), dtype=dtype, dtype_policy=pol, quirks=quirks)
+            layer = LSTM(**self.lstm_kwargs(), dtype_policy=pol, **opts)
         else:
             bw = None
             if self.backward != "default":
-                bw = LSTM(**self.lstm_kwargs(backward=True), name="custom_backward", dtype=dtype,
-                          dtype_policy=self.bw_policy, quirks=quirks)
-            fw = LSTM(**self.lstm_kwargs(), dtype=dtype, dtype_policy=self.fw_policy, quirks=quirks)
+                bw = LSTM(**self.lstm_kwargs(backward=True), name="custom_backward", dtype_policy=self.bw_policy,
+                          **opts)
+            fw = LSTM(**self.lstm_kwargs(), dtype_policy=self.fw_policy, **opts)
             layer = Bidirectional(fw, merge_mode=self.keras_merge_mode, backward_layer=bw, dtype_policy=pol)
         layer.set_weights(self.weights)
         return layer
 
-    def spec(self) -> LayerSpec:
+    def spec(self, semantics: str = "keras3") -> LayerSpec:
         """This case's layer as a :class:`LayerSpec` (what ``--impl`` factories receive)."""
         layer = self.reference()
         return LayerSpec(
             "LSTM" if self.family == "lstm" else "Bidirectional",
             layer.get_config(),
             tuple(self.weights),
-            {"source": f"bilstm_ref.matrix case {self.id}", "semantics": "keras3"},
+            {"source": f"bilstm_ref.matrix case {self.id}", "semantics": semantics},
         )
 
     # --- numbers -------------------------------------------------------------------------------
@@ -384,6 +386,11 @@ def keras_rejects(case: Case) -> Optional[str]:
 # --- known deviations -----------------------------------------------------------------------
 
 
+#: Activations Keras 3 has and tf_keras (Keras 2) does not.
+KERAS2_MISSING_ACTIVATIONS = frozenset({"hard_tanh", "sparse_sigmoid", "celu", "hard_shrink", "hard_silu", "soft_shrink",
+                                        "sparse_plus", "squareplus", "tanh_shrink", "log_sigmoid"})
+
+
 @dataclasses.dataclass(frozen=True)
 class KnownDeviation:
     """A documented place where Keras's result differs from the reference's semantics.
@@ -401,6 +408,10 @@ class KnownDeviation:
     raises: bool = False  # Keras itself raises on these cases (counted only when it does raise)
 
 
+def _compute_dtype(policy: str) -> str:
+    return {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(policy, policy)
+
+
 def _zofm_effective(case: Case) -> bool:
     return case.return_sequences if case.family == "bidi" else case.zero_output_for_mask
 
@@ -412,7 +423,7 @@ def _reads_backwards(case: Case) -> bool:
 KNOWN_DEVIATIONS: tuple[KnownDeviation, ...] = (
     KnownDeviation(
         "tf-unroll-backward-mask-zeroing",
-        frozenset({"tensorflow"}),
+        frozenset({"tensorflow", "tf_keras"}),
         "unroll_mask_reversed_zeroing",
         "TF backend, unroll=True with a mask, go_backwards and zero_output_for_mask, returning "
         "sequences: Keras zeroes the processing-order outputs with the un-reversed mask "
@@ -442,6 +453,36 @@ KNOWN_DEVIATIONS: tuple[KnownDeviation, ...] = (
         "autocast scope, where torch's Variable assignment copies into the half-precision autocast copy; the "
         "float32 state variable is never updated, so every call starts from zeros (or the initial state)",
         lambda c: c.stateful and c.dtype_policy in HALF_POLICIES,
+    ),
+    KnownDeviation(
+        "tf_keras-missing-activations",
+        frozenset({"tf_keras"}),
+        "",
+        "tf_keras (Keras 2) has no hard_tanh, sparse_sigmoid, celu, hard_shrink, hard_silu, soft_shrink, sparse_plus, "
+        "squareplus, tanh_shrink or log_sigmoid: its LSTM raises ValueError (unknown activation); Keras 3 added them "
+        "(docs/deviations.md#tf_keras-missing-activations)",
+        lambda c: bool({c.activation, c.recurrent_activation} & KERAS2_MISSING_ACTIVATIONS),
+        raises=True,
+    ),
+    KnownDeviation(
+        "tf_keras-mixed-direction-dtypes",
+        frozenset({"tf_keras"}),
+        "",
+        "tf_keras, a Bidirectional whose two directions compute in different dtypes (a custom backward layer with "
+        "another dtype policy): Keras 2 merges them without a cast and TensorFlow raises InvalidArgumentError; "
+        "Keras 3 casts each direction to the wrapper's policy first (docs/deviations.md#tf_keras-mixed-direction-dtypes)",
+        lambda c: c.family == "bidi" and _compute_dtype(c.fw_policy) != _compute_dtype(c.bw_policy),
+        raises=True,
+    ),
+    KnownDeviation(
+        "tf_keras-unroll-zero-output-last-crash",
+        frozenset({"tf_keras"}),
+        "",
+        "tf_keras, LSTM(unroll=True, zero_output_for_mask=True, return_sequences=False) called with a mask: Keras 2 "
+        "raises ValueError (a (T, B, n) tensor where (1, B, n) is supplied) (docs/deviations.md#tf_keras-unroll-zero-output-last-crash)",
+        lambda c: c.family == "lstm" and c.unroll and c.zero_output_for_mask and not c.return_sequences
+        and c.mask != "none",
+        raises=True,
     ),
     KnownDeviation(
         "torch-unroll-backward-mask-crash",

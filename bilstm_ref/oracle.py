@@ -37,32 +37,41 @@ class KerasOracle:
     Args:
         backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``; sets ``KERAS_BACKEND`` before Keras
             is first imported (after that, the loaded backend is used and a different request
-            raises).
+            raises). ``"tf_keras"``: Keras 2 (the ``tf_keras`` package on TensorFlow) instead of
+            Keras 3; cases are then judged by the reference under Keras 2 semantics.
     """
 
     def __init__(self, backend: Optional[str] = None) -> None:
-        if backend and "keras" not in sys.modules:
-            os.environ["KERAS_BACKEND"] = backend
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        try:
-            import keras
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise KerasUnavailableError(
-                f"Keras is not importable ({exc}); install the oracle with: pip install 'bilstm_ref[keras]'"
-            ) from exc
-        self.keras = keras
-        self.backend = keras.backend.backend()
-        if backend and backend != self.backend:
-            raise KerasUnavailableError(
-                f"Keras backend {backend!r} requested, but Keras is already loaded with {self.backend!r}"
-            )
+        if backend == "tf_keras":
+            try:
+                import tf_keras as keras
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise KerasUnavailableError(
+                    f"tf_keras is not importable ({exc}); install it with: pip install 'bilstm_ref[keras]'") from exc
+            self.keras, self.backend = keras, "tf_keras"
+        else:
+            if backend and "keras" not in sys.modules:
+                os.environ["KERAS_BACKEND"] = backend
+            try:
+                import keras
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise KerasUnavailableError(
+                    f"Keras is not importable ({exc}); install the oracle with: pip install 'bilstm_ref[keras]'"
+                ) from exc
+            self.keras = keras
+            self.backend = keras.backend.backend()
+            if backend and backend != self.backend:
+                raise KerasUnavailableError(
+                    f"Keras backend {backend!r} requested, but Keras is already loaded with {self.backend!r}"
+                )
         self._layers: "OrderedDict[tuple[Any, ...], Any]" = OrderedDict()
         self._builds = 0
 
     @property
     def versions(self) -> dict[str, str]:
         out = {"keras": self.keras.__version__, "backend": self.backend}
-        mod = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(self.backend)
+        mod = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "tf_keras": "tensorflow"}.get(self.backend)
         if mod and mod in sys.modules:
             out[mod] = getattr(sys.modules[mod], "__version__", "?")
         return out
@@ -93,8 +102,11 @@ class KerasOracle:
             self._layers.move_to_end(key)
         layer.set_weights(case.weights)
         if case.stateful:
-            layer.reset_state()
+            self._reset(layer)
         return layer
+
+    def _reset(self, layer: Any) -> None:
+        (layer.reset_states if self.backend == "tf_keras" else layer.reset_state)()
 
     def _build(self, case: Case) -> Any:
         L = self.keras.layers
@@ -107,7 +119,7 @@ class KerasOracle:
             layer = L.Bidirectional(L.LSTM(**case.lstm_kwargs(), dtype=case.fw_policy),
                                     merge_mode=case.keras_merge_mode, backward_layer=bw, dtype=pol)
         shape = (case.batch, case.time, case.features)
-        if workarounds_for(case):
+        if workarounds_for(case) and self.backend != "tf_keras":
             layer.build(shape)
         else:
             layer(np.zeros(shape, np.float32))
@@ -116,18 +128,24 @@ class KerasOracle:
     def run(self, case: Case) -> list[dict[str, np.ndarray]]:
         """Keras's outputs for every call of ``case``, by output name (float64 copies)."""
         layer = self.layer(case)
-        ops = self.keras.ops
-        convert = ops.convert_to_numpy
-        direct = bool(workarounds_for(case))
+        keras2 = self.backend == "tf_keras"
+        ops = None if keras2 else self.keras.ops
+        convert = np.asarray if keras2 else ops.convert_to_numpy
+        direct = bool(workarounds_for(case)) and not keras2  # a Keras 3.15 bug; tf_keras runs layer(...)
         results = []
         for call in case.calls:
             if call.reset_before:
-                layer.reset_state()
+                self._reset(layer)
             kwargs: dict[str, Any] = {}
             if call.mask is not None:
                 kwargs["mask"] = call.mask
             if call.initial_state is not None:
                 kwargs["initial_state"] = list(call.initial_state)
+                if keras2:  # tf_keras takes states as tensors of the layer's compute dtype (it casts none)
+                    import tensorflow as tf
+
+                    kwargs["initial_state"] = [tf.convert_to_tensor(v, dtype=layer.compute_dtype)
+                                               for v in call.initial_state]
             if direct:  # see matrix.KERAS_WORKAROUNDS
                 dt = layer.compute_dtype
                 kwargs = {k: (ops.convert_to_tensor(v) if k == "mask" else [ops.convert_to_tensor(s, dt) for s in v])

@@ -150,16 +150,18 @@ def judge(
     if isinstance(tol, TolerancePolicy):
         tol = tol.with_base(base)
     tol = tol or _direction_tolerances(case, backend, base)
-    impl = factory(case.spec()) if factory else reference_factory(case.spec(), dtype=dtype)
+    semantics = "keras2" if backend == "tf_keras" else "keras3"  # tf_keras is Keras 2: judged by its semantics
+    spec = case.spec(semantics)
+    impl = factory(spec) if factory else reference_factory(spec, dtype=dtype)
     actual = run_impl(case, impl)
     results = _compare_all(case, keras_outputs, actual, tol)
     if all(r.ok for r in results):
         return CaseResult(case, PASS, results)
     # A plugged-in implementation earns the deviation only by computing the documented semantics.
     follows_semantics = factory is None or all(
-        r.ok for r in _compare_all(case, run_impl(case, case.reference(dtype=dtype)), actual, tol))
+        r.ok for r in _compare_all(case, run_impl(case, case.reference(dtype=dtype, semantics=semantics)), actual, tol))
     for dev in deviations_for(case, backend):
-        quirky = run_impl(case, case.reference(dtype=dtype, quirks=(dev.quirk,)))
+        quirky = run_impl(case, case.reference(dtype=dtype, quirks=(dev.quirk,), semantics=semantics))
         if follows_semantics and all(r.ok for r in _compare_all(case, keras_outputs, quirky, tol)):
             return CaseResult(case, DEVIATION, results, dev.name, dev.reason)
     return CaseResult(case, FAIL, results)
