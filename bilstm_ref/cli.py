@@ -182,7 +182,9 @@ def _run_live(args: argparse.Namespace, cases: list[Any]) -> tuple[list[Any], di
     _check_backend(getattr(args, "backend", None))
     options = _options(args)
     what = options.impl or "the reference"
-    print(f"running {len(cases)} matrix cases: {what} against Keras ({args.backend or 'default backend'}), "
+    oracle = ("tf_keras (Keras 2)" if getattr(args, "oracle", "keras") == "tf_keras"
+              else f"Keras ({args.backend or 'default backend'})")
+    print(f"running {len(cases)} matrix cases: {what} against {oracle}, "
           f"{min(options.jobs, max(1, len(cases) // 24))} process(es); starting them (each imports Keras, ~10 s)",
           file=sys.stderr, flush=True)
     progress = _Progress(len(cases))
@@ -504,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--verify", default=None, metavar="RUN.json",
                    help="render a 'bilstm-ref verify --json' run (verify.md, verify.html, plots) instead")
     r.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None)
+    r.add_argument("--oracle", choices=("keras", "tf_keras"), default="keras",
+                   help="keras (default): Keras 3; tf_keras: Keras 2 on TensorFlow")
     r.add_argument("-k", action="append", metavar="PATTERN", help="cases whose id contains PATTERN (~ excludes)")
     r.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")
     r.add_argument("--dtype", choices=("float64", "float32"), default=None, help="reference compute dtype")
@@ -554,7 +558,8 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
     deviations = {d.name: d for d in matrix.KNOWN_DEVIATIONS}
     progress = _Progress(len(todo))
     bad = 0
-    options = harness.RunOptions(backend=args.backend)
+    keras2 = getattr(args, "oracle", "keras") == "tf_keras"
+    options = harness.RunOptions(backend="tf_keras" if keras2 else args.backend)
     pool = None
     try:
         if jobs == 1:
@@ -569,7 +574,8 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
         for chunk in chunks:
             for cid, outputs, dev, status in chunk:
                 case = matrix.by_id()[cid]
-                fixture = fixture_for_case(case, outputs, versions, deviations.get(dev) if dev else None)
+                fixture = fixture_for_case(case, outputs, versions, deviations.get(dev) if dev else None,
+                                           semantics="keras2" if keras2 else "keras3")
                 statuses.append((cid, write_fixture(out_dir, fixture, force=args.force), status))
                 bad += status not in ("pass", "known-deviation")
             progress.advance(len(chunk), bad)
@@ -840,6 +846,8 @@ def _add_fixtures(sub: Any) -> None:
     g.add_argument("--suite", choices=("matrix", "committed"), default="matrix",
                    help="matrix: every case (default); committed: the subset kept in the repository's fixtures/")
     g.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None)
+    g.add_argument("--oracle", choices=("keras", "tf_keras"), default="keras",
+                   help="record Keras 3 (default) or tf_keras (Keras 2) answers; a fixture records its oracle")
     g.add_argument("--jobs", "-j", "-n", default=None, help="worker processes, or 'auto' (default: CPU count)")
     g.add_argument("--model", default=None, help="record a layer of this model file instead of the matrix")
     g.add_argument("--layer", action="append", default=None, metavar="NAME",

@@ -39,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="expected failures for --bilstm-ref-impl: lines 'PATTERN  reason'")
     group.addoption("--bilstm-ref-backend", default=None, choices=("tensorflow", "jax", "torch"),
                     help="Keras backend of the live oracle")
+    group.addoption("--bilstm-ref-oracle", default="keras", choices=("keras", "tf_keras"),
+                    help="keras (Keras 3) or tf_keras (Keras 2 on TensorFlow, judged under Keras 2 semantics)")
     try:
         group.addoption(_REGEN, action="store_true", default=False,
                         help="re-record bilstm_ref regression fixtures from live Keras (the test still fails)")
@@ -200,7 +202,8 @@ class CaseItem(pytest.Item):
 
             oracle = config.stash.get(_ORACLE, None)
             if oracle is None:
-                oracle = KerasOracle(config.getoption("--bilstm-ref-backend"))
+                keras2 = config.getoption("--bilstm-ref-oracle", default="keras") == "tf_keras"
+                oracle = KerasOracle("tf_keras" if keras2 else config.getoption("--bilstm-ref-backend"))
                 config.stash[_ORACLE] = oracle
             case = matrix.by_id()[self.case_id]
             try:

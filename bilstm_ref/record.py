@@ -30,8 +30,9 @@ def _flags(case: Case) -> dict[str, Any]:
 
 
 def fixture_for_case(case: Case, outputs: list[dict[str, np.ndarray]], versions: dict[str, str],
-                     deviation: Optional[Any] = None) -> Fixture:
-    """The fixture of a matrix case from Keras's ``outputs`` (as :meth:`KerasOracle.run` returns them)."""
+                     deviation: Optional[Any] = None, semantics: str = "keras3") -> Fixture:
+    """The fixture of a matrix case from Keras's ``outputs`` (as :meth:`KerasOracle.run` returns them);
+    ``semantics``: ``"keras2"`` for answers recorded from tf_keras (``fixtures verify`` reads it back)."""
     code_path = CODE_PATH
     for w in workarounds_for(case):
         code_path = f"keras Bidirectional.call() directly (workaround {w.name}), generic kernel, CPU"
@@ -42,7 +43,7 @@ def fixture_for_case(case: Case, outputs: list[dict[str, np.ndarray]], versions:
     dev = None if deviation is None else {"name": deviation.name, "quirk": deviation.quirk, "reason": deviation.reason}
     return Fixture(
         id=case.id,
-        spec=case.spec(),
+        spec=case.spec(semantics),
         calls=calls,
         output_names=case.output_names,
         tolerance=TOLERANCES[case.tolerance_policy],

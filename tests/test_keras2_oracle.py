@@ -70,3 +70,45 @@ def test_keras2_deviations_are_judged_as_such(tmp_path: Path, name: str, pattern
 def test_tf_keras_runs_on_tensorflow_only(capsys) -> None:
     assert main(["check", "--oracle", "tf_keras", "--backend", "jax", "-k", "lstm-last"]) == 2
     assert "TensorFlow" in capsys.readouterr().err
+
+
+def test_fixtures_recorded_from_tf_keras_carry_keras2_semantics(tmp_path: Path) -> None:
+    pytest.importorskip("tf_keras", reason="tf_keras (Keras 2) is the second oracle")
+    import dataclasses
+
+    from bilstm_ref.fixtures import read_fixture, verify_fixture
+
+    cases = [c for c in matrix.cases() if c.recurrent_activation == "hard_sigmoid" and not c.stateful
+             and not matrix.keras_errors_for(c, "tf_keras") and not matrix.deviations_for(c, "tf_keras")
+             and c.dtype_policy in ("float32", "float64")][:4]
+    assert cases
+    out = tmp_path / "k2"
+    keras3_fails = 0
+    for case in cases:
+        assert main(["fixtures", "generate", "--oracle", "tf_keras", "--out", str(out), "-k", case.id, "--jobs", "1",
+                     "--force"]) == 0
+        fixture = read_fixture(out / f"{case.id}.json")
+        assert fixture.spec.semantics == "keras2" and fixture.provenance["backend"] == "tf_keras"
+        assert verify_fixture(fixture).status == "pass"
+        as_keras3 = dataclasses.replace(fixture, spec=dataclasses.replace(
+            fixture.spec, provenance={**fixture.spec.provenance, "semantics": "keras3"}))
+        keras3_fails += verify_fixture(as_keras3).status == "fail"
+    assert keras3_fails  # the recorded semantics is what makes them pass
+
+
+def test_the_pytest_plugin_judges_against_tf_keras(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("tf_keras", reason="tf_keras (Keras 2) is the second oracle")
+    # hard_sigmoid cases pass only under Keras 2 semantics, which the tf_keras oracle selects
+    result = pytester.runpytest("-p", "no:cacheprovider", "--bilstm-ref-impl", "bilstm_ref:reference_factory",
+                                "--bilstm-ref-oracle", "tf_keras", "-k", "hard_sigmoid and lstm-seq and not stateful")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) > 0 and not outcomes.get("failed") and not outcomes.get("error"), result.stdout.str()
+    # a port that uses Keras 3's hard_sigmoid fails there: the answers are Keras 2's
+    pytester.makepyfile(keras3_port=(
+        "import dataclasses\nfrom bilstm_ref import reference_factory\n\n\n"
+        "def factory(spec):\n"
+        "    return reference_factory(dataclasses.replace(spec, provenance={**spec.provenance, 'semantics': 'keras3'}))\n"))
+    pytester.syspathinsert()
+    result = pytester.runpytest("-p", "no:cacheprovider", "--bilstm-ref-impl", "keras3_port:factory",
+                                "--bilstm-ref-oracle", "tf_keras", "-k", "hard_sigmoid and lstm-seq and not stateful")
+    assert result.parseoutcomes().get("failed", 0) > 0, result.stdout.str()[-2000:]
