@@ -233,6 +233,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_all
 
     args.no_plots = not _plots_possible(not args.no_plots)
+    if args.migration:
+        return _migration(args)
     if args.verify:
         from .report.verify import read_verify_json, write_verify_report
 
@@ -503,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="run the matrix (or read fixtures) and write md, html, json, junit and plots")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--fixtures", default=None, metavar="DIR", help="report on recorded fixtures instead (no Keras)")
+    r.add_argument("--migration", action="store_true",
+                   help="the Keras 2 -> Keras 3 migration table instead: every matrix case through tf_keras and Keras 3 "
+                        "(migration.md, migration.json)")
     r.add_argument("--verify", default=None, metavar="RUN.json",
                    help="render a 'bilstm-ref verify --json' run (verify.md, verify.html, plots) instead")
     r.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None)
@@ -755,6 +760,24 @@ def cmd_fixtures_diff(args: argparse.Namespace) -> int:
             print(f"    {o.name}: max|new - old| = {o.max_abs:.3g}{where}, {o.mismatched:.0%} of elements changed"
                   + (f", {o.nan_mismatch} NaN changes" if o.nan_mismatch else ""))
     return 1 if beyond else 0
+
+
+def _migration(args: argparse.Namespace) -> int:
+    from .harness import default_jobs
+    from .migration import run_migration
+
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            print(f"  {done}/{total} cases, {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+
+    board = run_migration(args.out, args.k, default_jobs(args.jobs), progress)
+    c = board["counts"]
+    print(f"Keras 2 -> Keras 3: {board['cases']} cases; same answer {c.get('same', 0)} ({board['bitwise_same']} bit for "
+          f"bit), different {c.get('different', 0)} (causes: {board['causes']}); written: {args.out}/migration.md, "
+          "migration.json")
+    return 1 if board["causes"].get("unexplained") else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
