@@ -304,6 +304,13 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
 
     if args.converters:
         return cmd_converter_scoreboard(args)
+    if args.from_files:
+        from .scoreboard import from_files
+
+        board = from_files(args.from_files, args.out)
+        print(render_markdown(board, "environments"))
+        print(f"written: {args.out}/scoreboard.md, scoreboard.json")
+        return 0
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in ("tensorflow", "jax", "torch")]
@@ -529,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", "-j", "-n", default=None, help="worker processes per backend, or 'auto'")
     b.add_argument("--suite", choices=("matrix", "committed"), default="committed",
                    help="committed (default): the 258-case suite, about 10 min on JAX; matrix: all cases")
+    b.add_argument("--from", dest="from_files", action="append", default=None, metavar="CHECK.json",
+                   help="instead of running: combine 'check --json' results recorded in different environments (Keras "
+                        "versions, backends, machines, CPU or GPU); repeatable")
     b.add_argument("--converters", default=None, metavar="LIST",
                    help="instead of backends: the converter suite through these converters (onnx, tflite, openvino), "
                         "judged against live Keras")
