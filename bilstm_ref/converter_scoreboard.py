@@ -192,7 +192,7 @@ def run_converter_scoreboard(out_dir: str, converters: Sequence[str], patterns: 
     return board
 
 
-def matrix_case_policy(case_id: str) -> str:
+def _policy_of(case_id: str) -> str:
     from . import matrix
 
     return str(matrix.by_id()[case_id].tolerance_policy)
@@ -212,7 +212,7 @@ def _combine(runs: dict[str, Any], n_cases: int) -> dict[str, Any]:
         worst: dict[str, float] = {}
         for r in recs:
             if r["status"] == "pass" and r["worst"] is not None:
-                policy = matrix_case_policy(r["id"])
+                policy = _policy_of(r["id"])
                 worst[policy] = max(worst.get(policy, 0.0), r["worst"])
         summary[converter] = {
             "status": "ran", "wall": run["wall"], "versions": run["versions"],

@@ -52,7 +52,7 @@ from .errors import (
     ShapeMismatchError,
 )
 from .loaders import limits
-from .loaders._io import SafeZip, open_local_file, parse_json, read_bounded
+from .loaders._io import SafeZip, open_local_file, parse_json, read_bounded, read_npy_header
 from .runner import call_label, crash_report, implementation_frames, run_calls
 from .spec import LayerSpec, build, reference_factory
 
@@ -497,16 +497,7 @@ def _validate_manifest(m: Any, where: str, file_id: str) -> None:
 def _parse_npy(data: bytes, where: str, meta: dict[str, Any]) -> np.ndarray:
     """An array from ``.npy`` bytes: header parsed without allocating, then checked against the manifest."""
     f = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=10000)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10000)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, SyntaxError, TypeError, OverflowError, EOFError) as e:
-        raise CorruptFileError(f"{where}: bad .npy header ({e})") from None
+    shape, fortran, dtype = read_npy_header(f, where, versions=((1, 0), (2, 0)), max_header=10000)
     if dtype.hasobject:
         raise FixtureIntegrityError(f"{where}: object (pickled) array refused")
     if any(d < 0 for d in shape):

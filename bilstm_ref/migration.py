@@ -48,7 +48,8 @@ def _init() -> None:
 def _uses_hard_sigmoid(case: Any) -> bool:
     names = {case.activation, case.recurrent_activation}
     if case.family == "bidi" and case.backward != "default":
-        names |= {case.lstm_kwargs(backward=True)["activation"], case.lstm_kwargs(backward=True)["recurrent_activation"]}
+        bw = case.lstm_kwargs(backward=True)
+        names |= {bw["activation"], bw["recurrent_activation"]}
     return "hard_sigmoid" in names
 
 

@@ -79,6 +79,23 @@ def stacked_model(keras, batch=None):
     return keras.Model(tok, L.Dense(2, name="head")(h), name="stacked")
 
 
+def _built(model, probe, rng: np.random.Generator):
+    """``model`` called once (so it can be exported), every Bidirectional's weights random per gate."""
+    model(probe)
+    for layer in model.layers:
+        if hasattr(layer, "forward_layer"):
+            _scaled(layer.forward_layer, rng)
+            _scaled(layer.backward_layer, rng)
+    return model
+
+
+def _fixed_batch(make, keras, model, **kwargs):
+    """The twin of ``model`` with batch BATCH (what the TFLite converter needs), same weights."""
+    twin = make(keras, batch=BATCH, **kwargs)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def to_onnx(model, path: Path) -> None:
     model.export(str(path), format="onnx", verbose=False)
 
@@ -161,44 +178,24 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     keras.utils.set_random_seed(7)
-    text = text_model(keras)
-    text(np.ones((1, T), "int32"))
-    for layer in text.layers:
-        if layer.name == "bilstm":
-            _scaled(layer.forward_layer, rng)
-            _scaled(layer.backward_layer, rng)
+    tokens = np.ones((1, T), "int32")
+    text = _built(text_model(keras), tokens, rng)
     text.save(out / "text.keras")
     to_onnx(text, out / "text.onnx")
-    fixed = text_model(keras, batch=BATCH)
-    fixed.set_weights(text.get_weights())
-    to_tflite(fixed, out / "text.tflite")
-    leaky = text_model(keras, batch=BATCH, stateful=True)
-    leaky.set_weights(text.get_weights())
-    to_tflite(leaky, out / "text-state-leak.tflite")
+    to_tflite(_fixed_batch(text_model, keras, text), out / "text.tflite")
+    to_tflite(_fixed_batch(text_model, keras, text, stateful=True), out / "text-state-leak.tflite")
     _faults(out / "text.onnx", out)
 
-    stacked = stacked_model(keras)
-    stacked(np.ones((1, T), "int32"))
-    for layer in stacked.layers:
-        if layer.name.startswith("bilstm"):
-            _scaled(layer.forward_layer, rng)
-            _scaled(layer.backward_layer, rng)
+    stacked = _built(stacked_model(keras), tokens, rng)
     stacked.save(out / "stacked.keras")
     to_onnx(stacked, out / "stacked.onnx")
-    fixed = stacked_model(keras, batch=BATCH)
-    fixed.set_weights(stacked.get_weights())
-    to_tflite(fixed, out / "stacked.tflite")
+    to_tflite(_fixed_batch(stacked_model, keras, stacked), out / "stacked.tflite")
 
-    states = states_model(keras)
-    states(np.zeros((1, T, 3), "float32"))
-    _scaled(states.layers[-1].forward_layer, rng)
-    _scaled(states.layers[-1].backward_layer, rng)
+    states = _built(states_model(keras), np.zeros((1, T, 3), "float32"), rng)
     states.save(out / "states.keras")
     to_onnx(states, out / "states.onnx")
     _fused_swapped(out / "states.onnx", out)
-    fixed = states_model(keras, batch=BATCH)
-    fixed.set_weights(states.get_weights())
-    to_tflite(fixed, out / "states.tflite")
+    to_tflite(_fixed_batch(states_model, keras, states), out / "states.tflite")
     (out / "manifest.json").write_text(json.dumps(sorted(p.name for p in out.iterdir())) + "\n")
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -55,8 +56,9 @@ PORTS = {
 }
 
 
-def _fixtures() -> list:
-    return [f for f in (read_fixture(p) for p in scan(FIXTURES).manifests) if not f.deviation]
+@functools.lru_cache(maxsize=1)
+def _fixtures() -> tuple:
+    return tuple(f for f in (read_fixture(p) for p in scan(FIXTURES).manifests) if not f.deviation)
 
 
 def _failing(factory, limit: int = 6) -> list:
@@ -84,11 +86,14 @@ def test_layout_and_semantics_mistakes_are_diagnosed(name: str) -> None:
     want, where = PORTS[name]
     cases = [c for c in matrix.fixture_suite() if where(c) and c.dtype_policy in ("float32", "float64")][:4]
     assert cases
+    diagnosed = 0
     for case in cases:
         e = explain(case, getattr(broken_ports, name))
         if e.status == "pass":  # the fault cannot show on this case (e.g. a saturated gate hides it)
             continue
         assert e.status == "explained" and want in e.best.name, (case.id, e.describe())
+        diagnosed += 1
+    assert diagnosed, f"{name} failed none of {[c.id for c in cases]}"
 
 
 def test_a_fault_outside_the_library_is_said_to_be_unexplained() -> None:

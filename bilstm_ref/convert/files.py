@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import (BilstmRefError, CorruptFileError, DTypeMismatchError, FileAccessError, ResourceLimitError,
                       UnsafeModelError, UnsupportedModelError)
 from ..loaders import limits, load_spec
-from ..loaders._io import ZIP_MAGIC, PathLike, SafeZip, open_local_file, read_head
+from ..loaders._io import ZIP_MAGIC, PathLike, SafeZip, open_local_file, read_head, read_npy_header
 from .diff import diff_weights
 from .layouts import (KERAS_FROM_ONNX, onnx_to_keras, permute_gates, split_directions, tflite_gates_to_keras,
                       torch_to_keras)
@@ -175,18 +175,8 @@ def _from_mapping(name: str, arrays: Mapping[str, Any], layer: Optional[str], co
 
 def _npy(data: bytes, where: str) -> np.ndarray:
     """One ``.npy`` member, its size checked against its header before any allocation."""
-    fmt = np.lib.format
     f = io.BytesIO(data)
-    try:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=100_000)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=100_000)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, EOFError, SyntaxError, OSError) as e:
-        raise CorruptFileError(f"{where}: not a readable .npy array ({e})") from None
+    shape, fortran, dtype = read_npy_header(f, where)
     if dtype.hasobject or dtype.kind not in "biuf":
         raise DTypeMismatchError(f"{where}: dtype {dtype}: only numeric arrays are read (objects and pickles never)")
     count = math.prod(shape)

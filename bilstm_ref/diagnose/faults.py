@@ -17,6 +17,7 @@ case without a mask). Faults are one of three kinds:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from typing import Any, Callable, Optional, Sequence
@@ -95,20 +96,12 @@ def _lstm_configs(cfg: dict[str, Any], class_name: str) -> list[dict[str, Any]]:
 
 def _with_config(spec: LayerSpec, change: Callable[[dict[str, Any]], None], wrapper: bool = False) -> LayerSpec:
     """A copy of ``spec`` whose LSTM configs (and the wrapper's, with ``wrapper``) ``change`` edits in place."""
-    cfg = _deep_copy(spec.config)
+    cfg = copy.deepcopy(spec.config)
     for c in _lstm_configs(cfg, spec.class_name):
         change(c)
     if wrapper and spec.class_name == "Bidirectional":
         change(cfg)
     return dataclasses.replace(spec, config=cfg)
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
 
 
 def _with_weights(spec: LayerSpec, fn: Callable[[np.ndarray, int, str], np.ndarray]) -> LayerSpec:

@@ -19,23 +19,14 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from ..compare import Tolerance, TolerancePolicy
+from ..matrix import CallInputs
 from ..spec import LayerSpec, layer_policy
 from .explain import judge_outputs
 from .faults import Subject, run_spec
 
-__all__ = ["ReproCall", "Shrunk", "shrink", "write_repro"]
+__all__ = ["Shrunk", "shrink", "write_repro"]
 
 Factory = Callable[[LayerSpec], Any]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ReproCall:
-    """One call of a repro: ``x`` ``(B, T, D)``, ``mask`` ``(B, T)`` or None, initial states or None."""
-
-    x: np.ndarray
-    mask: Optional[np.ndarray]
-    initial_state: Optional[tuple[np.ndarray, ...]]
-    reset_before: bool = False
 
 
 @dataclasses.dataclass
@@ -57,8 +48,8 @@ class Shrunk:
         return f"shrunk from {before} to {after}: " + ("; ".join(self.log) or "nothing could be removed")
 
 
-def _calls(subject: Subject) -> list[ReproCall]:
-    return [ReproCall(np.asarray(c.x), None if c.mask is None else np.asarray(c.mask, dtype=bool),
+def _calls(subject: Subject) -> list[CallInputs]:
+    return [CallInputs(np.asarray(c.x), None if c.mask is None else np.asarray(c.mask, dtype=bool),
                       None if c.initial_state is None else tuple(np.asarray(v) for v in c.initial_state),
                       bool(c.reset_before)) for c in subject.calls]
 
@@ -82,7 +73,7 @@ def shrink(subject: Subject, factory: Factory, rounds: int = 3) -> Shrunk:
     current = dataclasses.replace(subject, calls=tuple(_calls(subject)))
     log: list[str] = []
 
-    def attempt(calls: list[ReproCall], what: str) -> bool:
+    def attempt(calls: list[CallInputs], what: str) -> bool:
         nonlocal current
         candidate = dataclasses.replace(current, calls=tuple(calls))
         if _fails(candidate, factory):
@@ -153,19 +144,19 @@ def _size(s: Subject) -> tuple[int, ...]:
             sum(c.initial_state is not None for c in s.calls), sum(int(np.count_nonzero(c.x)) for c in s.calls))
 
 
-def _replace(calls: Any, k: int, call: ReproCall) -> list[ReproCall]:
+def _replace(calls: Any, k: int, call: CallInputs) -> list[CallInputs]:
     out = list(calls)
     out[k] = call
     return out
 
 
-def _rows(c: ReproCall, b: int) -> ReproCall:
+def _rows(c: CallInputs, b: int) -> CallInputs:
     sl = slice(b, b + 1)
-    return ReproCall(c.x[sl], None if c.mask is None else c.mask[sl],
+    return CallInputs(c.x[sl], None if c.mask is None else c.mask[sl],
                      None if c.initial_state is None else tuple(v[sl] for v in c.initial_state), c.reset_before)
 
 
-def _steps(c: ReproCall, sl: slice) -> ReproCall:
+def _steps(c: CallInputs, sl: slice) -> CallInputs:
     return dataclasses.replace(c, x=c.x[:, sl], mask=None if c.mask is None else c.mask[:, sl])
 
 
@@ -191,10 +182,10 @@ def write_repro(shrunk: Shrunk, impl: str, out_dir: Union[str, Path]) -> dict[st
     (out / "fixtures").mkdir(parents=True, exist_ok=True)
     write_fixture(out / "fixtures", fixture, force=True)
     written = {"fixture": str(out / "fixtures" / f"{fixture.id}.json")}
+    from ..report import _atomic_text
+
     snippet = out / "repro.py"
-    tmp = snippet.with_name(snippet.name + ".tmp")
-    tmp.write_text(_snippet(s, expected, tol, impl), encoding="utf-8")
-    tmp.replace(snippet)
+    _atomic_text(snippet, _snippet(s, expected, tol, impl))
     written["snippet"] = str(snippet)
     return written
 

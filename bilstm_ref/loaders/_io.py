@@ -240,6 +240,26 @@ class SafeZip:
 H5_ERRORS = (OSError, RuntimeError, KeyError, OverflowError, ValueError, UnicodeDecodeError, TypeError)
 
 
+#: .npy format versions whose header numpy can read without allocating the array.
+NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
+
+
+def read_npy_header(f: IO[bytes], where: str, versions: tuple[tuple[int, int], ...] = NPY_VERSIONS,
+                    max_header: int = 100_000) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from an ``.npy`` header, leaving ``f`` at the data; nothing else read.
+    A header that cannot be read is a :class:`CorruptFileError` naming ``where``."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version not in versions:
+            raise ValueError(f"unsupported .npy format version {version}")
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(f, max_header_size=max_header)
+    except (ValueError, SyntaxError, TypeError, OverflowError, EOFError, OSError, zipfile.BadZipFile) as e:
+        raise CorruptFileError(f"{where}: bad .npy header ({e}); not a readable .npy array") from None
+    return tuple(int(d) for d in shape), bool(fortran), dtype
+
+
 @contextlib.contextmanager
 def open_hdf5(f: Union[IO[bytes], io.BytesIO], name: str) -> Iterator[h5py.File]:
     """Open an HDF5 file object read-only after checking its signature."""

@@ -193,8 +193,9 @@ class _Tally:
         self.rows = 0
 
     def add(self, kind: str, name: str, tol: Tolerance, expected: np.ndarray, actual: np.ndarray,
-            mask: Optional[np.ndarray]) -> None:
-        self.stats.setdefault((kind, name), ErrorStats(name, tol)).update(expected, actual, self.rows, mask)
+            mask: Optional[np.ndarray], offset: int) -> None:
+        """One batch whose first sample is the item's ``offset``-th."""
+        self.stats.setdefault((kind, name), ErrorStats(name, tol)).update(expected, actual, offset, mask)
 
     def fill(self, item: BatteryItem) -> None:
         for (kind, _), s in self.stats.items():
@@ -266,21 +267,23 @@ def verify_converted(
 
         tally = _Tally()
 
-        def judge(item: BatteryItem, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], Any]:
-            """Keras, the converted model and (for the exposed layer output) the reference on one batch."""
+        def judge(item: BatteryItem, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], Any, int]:
+            """Keras, the converted model and (for the exposed layer output) the reference on one batch;
+            returns the converted outputs, the mask and the batch's offset among the item's samples."""
+            offset = tally.rows
             cap = keras_run(arrays)
             got, inner = conv.run(arrays)
             c = cap[target.path]
             item.batch, item.time = int(arrays[0].shape[0]), int(arrays[0].shape[1]) if arrays[0].ndim > 1 else 0
             for n, e, a in zip(model_names, cap.model_outputs, got):
-                tally.add("outputs", n, tol, e, a, c.mask)
+                tally.add("outputs", n, tol, e, a, c.mask, offset)
             if exposed is not None and inner:
                 want = ref(c.x, mask=c.mask, initial_state=c.initial_state)
                 want0 = want[0] if isinstance(want, (tuple, list)) else want
                 tally.add("layer", f"layer {target.path} {names[0]}", policy.for_output(names[0]), want0, inner[0],
-                          c.mask)
+                          c.mask, offset)
             tally.rows += item.batch
-            return got, c.mask
+            return got, c.mask, offset
 
         items: list[tuple[str, Callable[[BatteryItem], None]]] = []
         if inputs is not None:
@@ -317,20 +320,16 @@ def verify_converted(
                     return
                 got, _ = conv.run(arrays)
                 perm = np.roll(np.arange(batch), 1)
-                moved, mask = judge(item, [a[perm] for a in arrays])
-                tally.rows -= batch  # the same rows as judged
+                moved, mask, offset = judge(item, [a[perm] for a in arrays])
                 for n, g, m in zip(model_names, got, moved):
-                    tally.add("self_check", f"{n} vs unpermuted, permuted", tol, g[perm], m, mask)
-                tally.rows += batch
+                    tally.add("self_check", f"{n} vs unpermuted, permuted", tol, g[perm], m, mask, offset)
             items.append(("rows permuted", permuted))
 
             def repeat(item: BatteryItem) -> None:
-                once, mask = judge(item, base)
+                once, mask, offset = judge(item, base)
                 twice, _ = conv.run(base)
-                tally.rows -= batch
                 for n, a, b in zip(model_names, once, twice):
-                    tally.add("self_check", f"{n}, second call vs first", tol, a, b, mask)
-                tally.rows += batch
+                    tally.add("self_check", f"{n}, second call vs first", tol, a, b, mask, offset)
             items.append(("repeat call", repeat))
 
             def long(item: BatteryItem) -> None:

@@ -13,14 +13,13 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import zipfile
 from typing import IO, Any, Callable, ContextManager, Iterator, Optional, Sequence
 
 import numpy as np
 
 from ..errors import CorruptFileError, DTypeMismatchError, InputDataError, ShapeMismatchError
 from ..loaders import limits
-from ..loaders._io import SafeZip, open_local_file
+from ..loaders._io import SafeZip, open_local_file, read_npy_header
 
 __all__ = ["InputSpec", "InputSource", "read_inputs", "generated_inputs", "make_arrays", "GENERATED_PATTERNS"]
 
@@ -72,21 +71,11 @@ class _NpyStream:
             raise InputDataError(f"{where}: Fortran-order arrays are not read; save it with np.save(np.ascontiguousarray(a))")
 
     def _header(self, f: IO[bytes]) -> tuple[np.dtype, tuple[int, ...], bool]:
-        fmt = np.lib.format
-        try:
-            version = fmt.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=100_000)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=100_000)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as e:
-            raise CorruptFileError(f"{self.where}: not a readable .npy array ({e})") from None
+        shape, fortran, dtype = read_npy_header(f, self.where)
         if dtype.hasobject or dtype.kind not in "biuf":
             raise DTypeMismatchError(f"{self.where}: dtype {dtype} is not a number array (objects and pickles are "
                                      "never read); expected integers or floats")
-        return dtype, tuple(int(d) for d in shape), bool(fortran)
+        return dtype, shape, fortran
 
     @property
     def samples(self) -> int:
