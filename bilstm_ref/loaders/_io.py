@@ -29,6 +29,7 @@ from ..errors import (
     UnsafeModelError,
 )
 from . import limits
+from ._isolate import probe_hdf5
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -269,6 +270,8 @@ def open_hdf5(f: Union[IO[bytes], io.BytesIO], name: str) -> Iterator[h5py.File]
             f"{name!r} is not an HDF5 file: expected the HDF5 signature at offset 0, found {describe_magic(head)}"
             + ("; load it as a .keras archive" if head.startswith(ZIP_MAGIC) else "")
         )
+    probe_hdf5(f, name)
+    f.seek(0)
     try:
         h5 = h5py.File(f, "r")
     except H5_ERRORS as e:

@@ -444,7 +444,8 @@ def load_spec(path: PathLike, layer: Optional[str] = None, config: Optional[Path
             norm = dataclasses.replace(norm, input_dim=graph_dim)
         datasets, arrays = _read_weights(src, entries, target, norm)
         original = sorted({str(ds.dtype) if ds.dtype.isnative else ds.dtype.str for ds in datasets})
-        weights = tuple(np.asarray(w, dtype=np.float64) for w in _convert(norm, arrays))
+        with np.errstate(invalid="ignore"):  # a signalling NaN in a damaged file becomes a quiet one, silently
+            weights = tuple(np.asarray(w, dtype=np.float64) for w in _convert(norm, arrays))
         provenance: dict[str, Any] = {
             "source": _name(path),
             "format": src.format,

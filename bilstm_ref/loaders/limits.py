@@ -26,3 +26,8 @@ STORAGE_RATIO_FLOOR_BYTES = 1024**2
 MAX_ATTR_BYTES = 64 * 1024**2
 #: Largest number of members in a ``.keras`` archive's central directory.
 MAX_ZIP_MEMBERS = 10_000
+#: Longest time HDF5 may spend reading an untrusted file's metadata, in seconds; the environment
+#: variable ``BILSTM_REF_HDF5_SECONDS`` overrides it (``0`` switches the bound off).
+HDF5_PARSE_SECONDS = 3.0
+#: Most memory HDF5 may take, beyond what the process already has, to read a file's metadata.
+HDF5_PARSE_BYTES = 1024**3

@@ -679,19 +679,20 @@ def huge_vlen_model_config(tmp_path_factory, kb):
     return path
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Known limitation (row B16): a variable-length str attribute - the form Keras 2 writes model_config in - has a "
-    "storage size of one heap reference, so read_attr() only checks its length after h5py has read and decoded "
-    "all of it: an 80 MiB model_config costs ~160 MiB of traced memory before the ResourceLimitError"))
 def test_b16_huge_vlen_model_config_default_limits(huge_vlen_model_config, no_side_effects):
+    """A variable-length str attribute (the form Keras 2 writes model_config in) has a storage size of one heap
+    reference, so only reading it tells its length: the HDF5 prober reads it in its own process and the loader
+    refuses the file without reading it (this was a known limitation, ~160 MiB traced, before the prober)."""
     path = huge_vlen_model_config
     with no_side_effects(seconds=5, max_mb=100):
-        with pytest.raises(ResourceLimitError, match=rf"{rx(path)}': / attribute 'model_config'"):
+        with pytest.raises(ResourceLimitError, match=rf"{rx(path)}': / attribute 'model_config': 83886082 characters "
+                                                     r"exceeds the limit of 67108864"):
             bilstm_ref.load_spec(path)
 
 
-def test_b16_huge_vlen_model_config_is_still_refused(huge_vlen_model_config, no_side_effects):
-    """What holds today: the huge vlen attribute is refused (after the read), in bounded time."""
+def test_b16_huge_vlen_model_config_without_the_prober(huge_vlen_model_config, no_side_effects, monkeypatch):
+    """With the prober switched off (BILSTM_REF_HDF5_SECONDS=0) the loader's own check still refuses it, after reading."""
+    monkeypatch.setenv("BILSTM_REF_HDF5_SECONDS", "0")
     path = huge_vlen_model_config
     with no_side_effects(seconds=5):
         with pytest.raises(ResourceLimitError, match=rf"{rx(path)}': / attribute 'model_config': 83886082 characters "
