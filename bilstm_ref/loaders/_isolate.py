@@ -276,6 +276,10 @@ class _Prober:
 
 _lock = threading.Lock()
 _prober: Optional[_Prober] = None
+#: Files that passed, by identity, change time and the limits applied: loading one file again (each layer of a model, inspect then
+#: load) is not probed again unless it changed. Oldest first; at most _PASSED_MAX.
+_passed: dict[tuple[int, ...], None] = {}
+_PASSED_MAX = 256
 
 
 def _forget() -> None:
@@ -318,13 +322,22 @@ def probe_hdf5(f: Union[IO[bytes], io.BytesIO], name: str) -> None:
     seconds = parse_seconds()
     if seconds == 0 or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
         return
+    key = None
     if isinstance(f, io.BytesIO):
         fd = _memory_fd(f.getbuffer())
     else:
         fd = os.dup(f.fileno())
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, *_limits_now())
     try:
         with _lock:
-            _run(fd, isinstance(f, io.BytesIO), name, seconds)
+            if key is not None and key in _passed:
+                return
+            _run(fd, key is None, name, seconds)
+            if key is not None:
+                _passed[key] = None
+                while len(_passed) > _PASSED_MAX:
+                    del _passed[next(iter(_passed))]
     finally:
         os.close(fd)
 
@@ -333,10 +346,14 @@ class _Late(Exception):
     """The prober's answer did not come before the deadline."""
 
 
+def _limits_now() -> tuple[int, ...]:
+    return tuple(int(getattr(limits, k)) for k in _LIMITS)
+
+
 def _send(fd: int, in_memory: bool) -> _Prober:
     """Hand ``fd`` to the prober (a new one when there is none, it belongs to the parent process or it died)."""
     global _prober
-    request = _REQUEST.pack(in_memory, *(int(getattr(limits, k)) for k in _LIMITS))
+    request = _REQUEST.pack(in_memory, *_limits_now())
     for attempt in (0, 1):
         if _prober is None or _prober.owner != os.getpid():
             _prober = _Prober()

@@ -41,6 +41,7 @@ def fresh_prober():
 
 
 def _drop_prober() -> None:
+    _isolate._passed.clear()
     if _isolate._prober is not None:
         _isolate._prober.close(kill=True)
         _isolate._prober = None
@@ -148,7 +149,9 @@ def test_a_prober_killed_between_files_is_replaced(build, fresh_prober):
     bilstm_ref.load_spec(path)
     os.kill(_isolate._prober.pid, signal.SIGKILL)
     os.waitpid(_isolate._prober.pid, 0)
+    _isolate._passed.clear()
     assert bilstm_ref.load_spec(path).class_name == "Bidirectional"
+    assert _isolate._prober is not None and _isolate._prober.sock.fileno() >= 0
 
 
 def test_memory_beyond_the_bound_is_a_resource_limit(build, small_limits, fresh_prober):
@@ -180,6 +183,7 @@ def test_a_forked_child_gets_its_own_prober(build):
     if pid == 0:  # pragma: no cover - the child's side
         ok = False
         try:
+            _isolate._passed.clear()
             ok = (_isolate._prober is None and bilstm_ref.load_spec(path).class_name == "Bidirectional"
                   and _isolate._prober.pid != parent_prober)
         finally:
@@ -188,6 +192,19 @@ def test_a_forked_child_gets_its_own_prober(build):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert _isolate._prober.pid == parent_prober
     assert bilstm_ref.load_spec(path).class_name == "Bidirectional"
+
+
+def test_an_unchanged_file_is_probed_once(build, monkeypatch, fresh_prober):
+    path = build.legacy_h5()
+    calls = []
+    real = _isolate._run
+    monkeypatch.setattr(_isolate, "_run", lambda *a: calls.append(a[2]) or real(*a))
+    bilstm_ref.load_spec(path)
+    bilstm_ref.inspect_file(path)
+    assert calls == [str(path)]
+    os.utime(path, ns=(1, 1))  # a change (of its times here) makes it a new file
+    bilstm_ref.load_spec(path)
+    assert calls == [str(path)] * 2
 
 
 def test_threads_share_the_prober_safely(build):
