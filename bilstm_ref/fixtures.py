@@ -54,7 +54,7 @@ from .errors import (
 from .loaders import limits
 from .loaders._io import SafeZip, open_local_file, parse_json, read_bounded, read_npy_header
 from .runner import call_label, crash_report, implementation_frames, run_calls
-from .spec import LayerSpec, build, reference_factory
+from .spec import LayerSpec, build, output_names, reference_factory
 
 __all__ = [
     "SCHEMA_VERSION", "Call", "Fixture", "FixtureResult", "write_fixture", "read_fixture", "scan",
@@ -447,7 +447,7 @@ def _validate_manifest(m: Any, where: str, file_id: str) -> None:
             raise _fail(where, f"array name {aname!r}: expected letters, digits, '_' and '.'")
         if not isinstance(meta, dict) or set(meta) != {"dtype", "shape", "sha256"}:
             raise _fail(where, f"arrays.{aname}: expected {{dtype, shape, sha256}}")
-        if meta["dtype"] not in _DTYPES:
+        if not isinstance(meta["dtype"], str) or meta["dtype"] not in _DTYPES:
             raise _fail(where, f"arrays.{aname}.dtype: expected one of {sorted(_DTYPES)}, got {meta['dtype']!r}")
         shape = meta["shape"]
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
@@ -575,9 +575,25 @@ def read_fixture(manifest_path: PathLike) -> Fixture:
         layer["class_name"], layer["config"], tuple(arrays[w] for w in layer["weights"]),
         {"source": f"fixture {m['id']}", "semantics": layer["semantics"]},
     )
+    _check_output_names(spec, tuple(m["output_names"]), where)
     tol = m["tolerance"]
     return Fixture(m["id"], spec, calls, tuple(m["output_names"]), Tolerance(tol["atol"], tol["rtol"]),
                    tol["policy"], m["flags"], m["provenance"], m["deviation"])
+
+
+def _check_output_names(spec: LayerSpec, names: tuple[str, ...], where: str) -> None:
+    """The recorded outputs must be the ones the layer's config returns (return_state, merge_mode=None)."""
+    cfg = spec.config
+    inner = cfg.get("layer", {}).get("config") if spec.class_name == "Bidirectional" and isinstance(
+        cfg.get("layer"), dict) else cfg
+    if not isinstance(inner, dict):
+        return  # building the layer reports the malformed config
+    states = 2 if spec.class_name == "LSTM" else 4
+    n = (2 if spec.class_name == "Bidirectional" and cfg.get("merge_mode", "concat") is None else 1) + (
+        states if inner.get("return_state") is True else 0)
+    want = output_names(spec, n)
+    if names != want:
+        raise _fail(where, f"output_names: the layer's config returns {list(want)}, the manifest records {list(names)}")
 
 
 def _referenced_payload(manifest: Path) -> Optional[str]:

@@ -341,7 +341,8 @@ def _as_weight(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -
     if arr.shape != shape:
         hint = " (looks transposed)" if arr.shape == shape[::-1] and len(shape) == 2 else ""
         raise ShapeMismatchError(f"{name}: expected shape {shape}, got {arr.shape}{hint}")
-    return np.array(arr, dtype=dtype)  # a private copy: later changes to the caller's array don't leak in
+    with np.errstate(invalid="ignore"):  # a signalling NaN (a damaged file) becomes a quiet one, silently
+        return np.array(arr, dtype=dtype)  # a private copy: later changes to the caller's array don't leak in
 
 
 class LSTM:
@@ -395,8 +396,15 @@ class LSTM:
             raise UnsupportedModelError("LSTM option 'time_major=True' (Keras 2 only) is not supported")
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ConfigError(f"LSTM units: expected a positive integer, got {units!r}")
+        flags = dict(use_bias=use_bias, return_sequences=return_sequences, return_state=return_state,
+                     go_backwards=go_backwards, stateful=stateful, unroll=unroll,
+                     zero_output_for_mask=zero_output_for_mask)
+        for key, flag in flags.items():
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ConfigError(f"LSTM {key}: expected true or false, got {flag!r}")
         for key, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= float(rate) <= 1.0:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) \
+                    or not 0.0 <= float(rate) <= 1.0:
                 raise ConfigError(f"LSTM {key}: expected a rate in [0, 1], got {rate!r}")
         unknown = set(quirks) - set(QUIRKS)
         if unknown:
@@ -416,6 +424,8 @@ class LSTM:
         self.stateful = bool(stateful)
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"LSTM name: expected a string, got {name!r}")
         self.name = name or "lstm"
         self.dtype = compute_dtype(dtype)
         self.dtype_policy = policy_name(dtype_policy)
@@ -453,6 +463,10 @@ class LSTM:
     ) -> "LSTM":
         """Build from a Keras ``LSTM.get_config()`` dict; ``dtype`` there is the Keras policy."""
         cfg = dict(config)
+        if "units" not in cfg:
+            raise ConfigError("LSTM config: missing 'units'")
+        if not all(isinstance(k, str) for k in cfg):
+            raise ConfigError(f"LSTM config: option names must be strings, got {sorted(map(repr, cfg))}")
         policy = cfg.pop("dtype", None)
         return cls(**cfg, dtype=dtype, dtype_policy=policy, semantics=semantics, quirks=quirks)
 

@@ -89,7 +89,8 @@ def as_input(x: Any, features: Optional[int], dtype: np.dtype) -> np.ndarray:
             f"x: expected {features} features (kernel has input_dim={features}), "
             f"got shape {arr.shape}"
         )
-    return arr.astype(dtype, copy=False)
+    with np.errstate(invalid="ignore"):  # a signalling NaN input is quietly NaN, as in Keras
+        return arr.astype(dtype, copy=False)
 
 
 def as_mask(mask: Any, batch: int, time: int) -> Optional[np.ndarray]:

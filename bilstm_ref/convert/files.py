@@ -294,7 +294,7 @@ def _read_onnx(path: PathLike, layer: Optional[str]) -> WeightSet:
     if len(lstms) != 1:
         which = f"named {layer!r}" if layer is not None else ""
         raise UnsupportedModelError(f"{name!r}: expected one LSTM node {which}, found {len(lstms)} (LSTM nodes: "
-                                    f"{names}, ops: {sorted({n.op_type for n in graph.node})})"
+                                    f"{names}, ops: {sorted({str(n.op_type) for n in graph.node})})"
                                     + ("; pass layer= (the node name)" if len(lstms) > 1 else ""))
     node = lstms[0]
     label = f"LSTM node {node.name!r}"
@@ -330,7 +330,7 @@ def _read_onnx(path: PathLike, layer: Optional[str]) -> WeightSet:
     hidden = attrs["hidden_size"].i if "hidden_size" in attrs else None
     if hidden is not None and hidden != r.shape[-1]:
         raise CorruptFileError(f"{name!r}: {label}: hidden_size={hidden} but R {inputs[2]!r} has shape {r.shape}")
-    source = f"ONNX {label}" + (f" ({attrs['direction'].s.decode()})" if "direction" in attrs else "")
+    source = f"ONNX {label}" + (f" ({attrs['direction'].s.decode('utf-8', 'replace')})" if "direction" in attrs else "")
     return WeightSet(name, weights, "onnx", w.shape[0] == 2, source, _onnx_parts(b))
 
 

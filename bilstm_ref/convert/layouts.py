@@ -111,7 +111,8 @@ def merge_biases(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     are rounded once when added: such a state dict cannot round-trip exactly through Keras's single
     bias.
     """
-    return np.where(second == 0, first, first + second)
+    with np.errstate(invalid="ignore"):  # a signalling NaN from a damaged file is quietly NaN
+        return np.where(second == 0, first, first + second)
 
 
 # --- Keras directions -----------------------------------------------------------------------------

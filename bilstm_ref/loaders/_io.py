@@ -14,6 +14,8 @@ import math
 import os
 import re
 import stat
+import tokenize
+import warnings
 import zipfile
 from typing import IO, Any, Iterator, Optional, Union
 
@@ -255,8 +257,11 @@ def read_npy_header(f: IO[bytes], where: str, versions: tuple[tuple[int, int], .
         if version not in versions:
             raise ValueError(f"unsupported .npy format version {version}")
         read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, fortran, dtype = read(f, max_header_size=max_header)
-    except (ValueError, SyntaxError, TypeError, OverflowError, EOFError, OSError, zipfile.BadZipFile) as e:
+        with warnings.catch_warnings():  # numpy parses the header as Python literals: a backslash warns
+            warnings.simplefilter("ignore")
+            shape, fortran, dtype = read(f, max_header_size=max_header)
+    except (ValueError, SyntaxError, TypeError, OverflowError, EOFError, OSError, zipfile.BadZipFile,
+            tokenize.TokenError) as e:
         raise CorruptFileError(f"{where}: bad .npy header ({e}); not a readable .npy array") from None
     return tuple(int(d) for d in shape), bool(fortran), dtype
 

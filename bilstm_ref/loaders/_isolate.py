@@ -77,10 +77,11 @@ def _cap_memory() -> None:
 
         with open("/proc/self/statm", "rb") as f:
             size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        current, hard = resource.getrlimit(resource.RLIMIT_AS)
         soft = size + int(limits.HDF5_PARSE_BYTES)
-        if hard != resource.RLIM_INFINITY:
-            soft = min(soft, hard)
+        for bound in (current, hard):  # never above a limit the process was started with
+            if bound != resource.RLIM_INFINITY:
+                soft = min(soft, bound)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     except (ImportError, OSError, ValueError):
         pass

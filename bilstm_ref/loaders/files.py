@@ -283,7 +283,7 @@ def _keras3_weights(src: _Source, group: h5py.Group, norm: Normalized) -> list[h
     for prefix, cfg in zip(prefixes, norm.directions, strict=True):
         vars_ = h5_get(group, prefix, src.file_name)
         n = 3 if cfg.get("use_bias", True) else 2
-        names = h5_children(vars_, src.file_name)
+        names = [str(n) for n in h5_children(vars_, src.file_name)]
         expected = [str(i) for i in range(n)]
         if sorted(names) != expected:
             raise ShapeMismatchError(

@@ -101,7 +101,7 @@ def _walk(model: dict[str, Any], where: str, scope: tuple[str, ...], file_name: 
     if depth > 32:
         raise CorruptFileError(f"{file_name!r}: {where}: models nested more than 32 deep")
     cls = model.get("class_name")
-    if cls not in MODEL_CLASSES:
+    if not isinstance(cls, str) or cls not in MODEL_CLASSES:
         raise UnsupportedModelError(
             f"{file_name!r}: {where}: model class {cls!r} is not supported; expected one of {sorted(MODEL_CLASSES)}"
         )
@@ -210,6 +210,8 @@ def check_safe(config: Any, where: str, file_name: str) -> None:
                 "(nothing was imported)"
             )
         cls = obj.get("class_name")
+        if cls is not None and not isinstance(cls, str):
+            raise CorruptFileError(f"{file_name!r}: {path}: class_name: expected a string, got {type(cls).__name__}")
         if cls in CODE_CLASSES or cls == "__lambda__":
             raise UnsafeModelError(f"{file_name!r}: {path}: {CODE_CLASSES.get(cls, 'embedded code')}")
         registered = obj.get("registered_name")
@@ -371,7 +373,8 @@ MASK_PASSING = frozenset({"Dropout", "SpatialDropout1D", "GaussianDropout", "Gau
 def _history(tensor: Any) -> Optional[tuple[str, int]]:
     """(layer name, output index) a Keras 3 ``__keras_tensor__`` or a Keras 2 ``[name, node, index, kw]`` names."""
     if isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__":
-        hist = (tensor.get("config") or {}).get("keras_history")
+        cfg = tensor.get("config")
+        hist = cfg.get("keras_history") if isinstance(cfg, dict) else None
         if isinstance(hist, list) and hist and isinstance(hist[0], str):
             return hist[0], int(hist[2]) if len(hist) > 2 and isinstance(hist[2], int) else 0
     if isinstance(tensor, list) and tensor and isinstance(tensor[0], str):
