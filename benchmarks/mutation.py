@@ -139,7 +139,8 @@ def _sites(tree: ast.AST) -> Iterator[tuple[ast.AST, str, str]]:
             yield node, "const", f"{node.value!r} -> {_new_constant(node.value)!r}"
         elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
             yield node, "bool", f"{node.value} -> {not node.value}"
-        elif isinstance(node, ast.Call) and len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args[:2]):
+        elif (isinstance(node, ast.Call) and len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args[:2])
+              and ast.dump(node.args[0]) != ast.dump(node.args[1])):  # swapping equal arguments changes nothing
             yield node, "swap", f"swap the first two arguments of {ast.unparse(node.func)}"
         if isinstance(node, (ast.FunctionDef, ast.For, ast.If, ast.With, ast.While)):
             for field in ("body", "orelse"):

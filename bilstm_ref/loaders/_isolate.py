@@ -143,6 +143,10 @@ _OUT_OF_MEMORY = ("memory allocation failed", "h5mm_", "malloc", "realloc", "una
                   "out of memory")
 
 
+#: The attributes the loaders read by name (``_io.read_attr``).
+_LOOKED_UP = ("backend", "keras_version", "model_config", "layer_names", "weight_names", "name")
+
+
 class _Oversized(Exception):
     """A variable-length string attribute longer than :data:`limits.MAX_ATTR_BYTES` (its storage size is one
     heap reference, so only reading it tells): the parent refuses the file without reading it itself."""
@@ -173,7 +177,10 @@ def _read_object(h5: Any, path: str, note: Callable[[str], None]) -> None:
     obj = h5[path]
     where = "the root group" if path == "/" else path
     note(f"the attribute names of {where}")
-    for key in list(obj.attrs):
+    names = _guarded(lambda: list(obj.attrs))
+    if names is None:  # listing failed, yet a lookup by name may still reach (and loop in) an attribute
+        names = [key for key in _LOOKED_UP if _guarded(obj.attrs.__contains__, key)]
+    for key in names:
         note(f"attribute {key!r} of {where}")
         if _guarded(lambda: obj.attrs.get_id(key).get_storage_size() <= limits.MAX_ATTR_BYTES):
             _check_length(_guarded(obj.attrs.__getitem__, key), f"{obj.name} attribute {key!r}")

@@ -26,6 +26,9 @@ from bilstm_ref import CorruptFileError, ResourceLimitError
 from bilstm_ref.loaders import _isolate, limits
 
 HANG = Path(__file__).resolve().parents[1] / "data" / "hdf5" / "hang-legacy-h5-attribute.h5"
+#: Found by the fuzz campaign with the prober in place: listing the root's attributes fails (so the prober read
+#: none of them), yet the loader's lookup of 'backend' by name succeeds and loops.
+HANG_LOOKUP = HANG.with_name("hang-legacy-h5-attribute-lookup.h5")
 
 
 def rx(path) -> str:
@@ -57,6 +60,14 @@ def test_the_hanging_file_is_refused_within_the_bound(api, monkeypatch, no_side_
                                                      r"hostile \(the bound is BILSTM_REF_HDF5_SECONDS"):
             fn(HANG)
     assert guard.elapsed >= 1.0
+
+
+def test_an_attribute_reached_only_by_name_is_probed_too(monkeypatch, no_side_effects):
+    monkeypatch.setenv(_isolate.SECONDS_ENV, "1")
+    with no_side_effects(seconds=4):
+        with pytest.raises(ResourceLimitError, match=rf"^'{rx(str(HANG_LOOKUP))}': HDF5 was still reading attribute "
+                                                     r"'backend' of the root group after 1 s"):
+            bilstm_ref.load_spec(HANG_LOOKUP)
 
 
 def test_the_hanging_file_at_the_default_bound(no_side_effects):
