@@ -267,15 +267,17 @@ def read_npy_header(f: IO[bytes], where: str, versions: tuple[tuple[int, int], .
 
 
 @contextlib.contextmanager
-def open_hdf5(f: Union[IO[bytes], io.BytesIO], name: str) -> Iterator[h5py.File]:
-    """Open an HDF5 file object read-only after checking its signature."""
+def open_hdf5(f: Union[IO[bytes], io.BytesIO], name: str, container: Optional[IO[bytes]] = None
+              ) -> Iterator[h5py.File]:
+    """Open an HDF5 file object read-only after checking its signature and probing it (``_isolate``);
+    ``container`` is the file in-memory bytes came from (a ``.keras`` archive)."""
     head = read_head(f, 8)
     if not head.startswith(HDF5_MAGIC):
         raise CorruptFileError(
             f"{name!r} is not an HDF5 file: expected the HDF5 signature at offset 0, found {describe_magic(head)}"
             + ("; load it as a .keras archive" if head.startswith(ZIP_MAGIC) else "")
         )
-    probe_hdf5(f, name)
+    probe_hdf5(f, name, container)
     f.seek(0)
     try:
         h5 = h5py.File(f, "r")

@@ -318,9 +318,25 @@ def _memory_fd(data: Union[bytes, memoryview]) -> int:
     return fd
 
 
-def probe_hdf5(f: Union[IO[bytes], io.BytesIO], name: str) -> None:
+def _identity(f: Any, name: str) -> Optional[tuple[Any, ...]]:
+    """What makes a file the same file again: device, inode, size, modification and change times (and the
+    member's name and the limits in force); None for bytes that come from no file."""
+    try:
+        st = os.fstat(f.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, name, *_limits_now())
+
+
+def probe_hdf5(f: Union[IO[bytes], io.BytesIO], name: str, container: Optional[IO[bytes]] = None) -> None:
     """Refuse ``f`` (an open HDF5 file or its bytes in memory) if HDF5 loops, crashes or runs out of
     memory reading its metadata. Returns quietly otherwise, also when HDF5 merely reports errors.
+
+    Args:
+        f: the HDF5 file, open, or its bytes in memory.
+        name: how messages name it (``archive.keras!model.weights.h5`` for a member).
+        container: the file in-memory bytes were read from (a ``.keras`` archive), so that an unchanged
+            archive is not probed again.
 
     Raises:
         ResourceLimitError: reading took longer than :func:`parse_seconds` or more memory than
@@ -330,24 +346,20 @@ def probe_hdf5(f: Union[IO[bytes], io.BytesIO], name: str) -> None:
     seconds = parse_seconds()
     if seconds == 0 or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
         return
-    key = None
-    if isinstance(f, io.BytesIO):
-        fd = _memory_fd(f.getbuffer())
-    else:
-        fd = os.dup(f.fileno())
-        st = os.fstat(fd)
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, *_limits_now())
-    try:
-        with _lock:
-            if key is not None and key in _passed:
-                return
-            _run(fd, key is None, name, seconds)
-            if key is not None:
-                _passed[key] = None
-                while len(_passed) > _PASSED_MAX:
-                    del _passed[next(iter(_passed))]
-    finally:
-        os.close(fd)
+    in_memory = isinstance(f, io.BytesIO)
+    key = _identity(container if in_memory else f, name) if container is not None or not in_memory else None
+    with _lock:
+        if key is not None and key in _passed:
+            return
+        fd = _memory_fd(f.getbuffer()) if in_memory else os.dup(f.fileno())
+        try:
+            _run(fd, in_memory, name, seconds)
+        finally:
+            os.close(fd)
+        if key is not None:
+            _passed[key] = None
+            while len(_passed) > _PASSED_MAX:
+                del _passed[next(iter(_passed))]
 
 
 class _Late(Exception):

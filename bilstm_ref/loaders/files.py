@@ -173,7 +173,7 @@ def _open(path: PathLike, config: Optional[PathLike]) -> Iterator[_Source]:
             buf = io.BytesIO(weights)
             del weights
             wname = f"{name}!model.weights.h5"
-            with open_hdf5(buf, wname) as h5:
+            with open_hdf5(buf, wname, container=f) as h5:
                 if config is not None:
                     raise UnsupportedModelError(f"{name!r}: a .keras archive holds its own config; config= is not used")
                 yield _Source(wname, ".keras", model, h5, "keras3", h5, version, None,

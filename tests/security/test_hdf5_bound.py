@@ -205,17 +205,19 @@ def test_a_forked_child_gets_its_own_prober(build):
     assert bilstm_ref.load_spec(path).class_name == "Bidirectional"
 
 
-def test_an_unchanged_file_is_probed_once(build, monkeypatch, fresh_prober):
-    path = build.legacy_h5()
+@pytest.mark.parametrize("kind", ["legacy .h5", ".keras"])
+def test_an_unchanged_file_is_probed_once(build, monkeypatch, fresh_prober, kind):
+    path = build.legacy_h5() if kind == "legacy .h5" else build.keras()
+    name = str(path) + ("!model.weights.h5" if kind == ".keras" else "")
     calls = []
     real = _isolate._run
     monkeypatch.setattr(_isolate, "_run", lambda *a: calls.append(a[2]) or real(*a))
     bilstm_ref.load_spec(path)
     bilstm_ref.inspect_file(path)
-    assert calls == [str(path)]
+    assert calls == [name]
     os.utime(path, ns=(1, 1))  # a change (of its times here) makes it a new file
     bilstm_ref.load_spec(path)
-    assert calls == [str(path)] * 2
+    assert calls == [name] * 2
 
 
 def test_threads_share_the_prober_safely(build):
