@@ -1,7 +1,7 @@
 """Every escape and warning the fuzz campaign found, kept as its reproducer and replayed.
 
 The first 100,000-input campaign (``benchmarks/fuzz.py --seed 1``) found 1,291 escapes and 31 warnings in 19
-distinct places, and the second (``--seed 2``, after the fixes) one hang; one reproducer per place (a few for the busiest) is under ``tests/data/fuzz/findings``:
+distinct places, the second (``--seed 2``, after the fixes) one hang and the third (``--seed 3``) one warning; one reproducer per place (a few for the busiest) is under ``tests/data/fuzz/findings``:
 the mutated file(s) and the campaign's record (target, seed file, mutation, what escaped). Each is replayed
 here exactly as in the campaign (a child process with a time and memory bound) and must now load, or be
 refused with the named :class:`bilstm_ref.BilstmRefError`, with no warning.
@@ -49,6 +49,9 @@ EXPECTED = {
     # the second campaign (--seed 2, after the fixes above): 1 hang in 100,000 inputs
     "legacy-h5-k2-90529": ("hang: listing the root group's attributes fails in the prober, but reading 'backend' "
                            "by name loops in HDF5", "ResourceLimitError"),
+    # the third (--seed 3): 1 warning in 100,000 inputs
+    "fixture-71566": ("RuntimeWarning: invalid value in cast (a signalling NaN in a recorded output, compared)",
+                      "loaded"),
 }
 TARGETS = {t.name: t for t in fuzz.default_targets()}
 
