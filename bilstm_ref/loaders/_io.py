@@ -348,16 +348,9 @@ def check_dataset(ds: Any, file_name: str, expected_shape: Optional[tuple[int, .
         raise ShapeMismatchError(f"{where}: expected shape {expected_shape}, got an empty (null) dataspace")
     if expected_shape is not None and tuple(shape) != tuple(expected_shape):
         raise ShapeMismatchError(f"{where}: expected shape {tuple(expected_shape)}, got {tuple(shape)}")
-    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-    if declared > limits.MAX_DATASET_BYTES:
-        raise ResourceLimitError(
-            f"{where}: declares {declared} bytes, exceeds the limit of {limits.MAX_DATASET_BYTES}"
-        )
-    if declared > limits.STORAGE_RATIO_FLOOR_BYTES and declared > limits.MAX_STORAGE_RATIO * max(storage, 1):
-        raise ResourceLimitError(
-            f"{where}: declares {declared} bytes but stores {storage} (ratio above "
-            f"{limits.MAX_STORAGE_RATIO}); refusing a possible shape bomb"
-        )
+    problem = limits.dataset_size_problem(tuple(shape), dtype.itemsize, storage)
+    if problem is not None:
+        raise ResourceLimitError(f"{where}: {problem}")
     for code in filters:
         if not h5py.h5z.filter_avail(code):
             raise CorruptFileError(f"{where}: HDF5 filter {code} is not available; plugins are not loaded")

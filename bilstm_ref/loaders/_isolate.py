@@ -20,6 +20,7 @@ memory file. Where ``os.fork`` is missing (Windows) the bound is not applied.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import mmap
 import os
@@ -193,9 +194,7 @@ def _read_object(h5: Any, path: str, note: Callable[[str], None]) -> None:
     storage = obj.id.get_storage_size()
     if chunks is None or shape is None:
         return  # contiguous or compact data is one read at a known place: nothing to loop on
-    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-    if declared > limits.MAX_DATASET_BYTES or (
-            declared > limits.STORAGE_RATIO_FLOOR_BYTES and declared > limits.MAX_STORAGE_RATIO * max(storage, 1)):
+    if limits.dataset_size_problem(tuple(shape), dtype.itemsize, storage) is not None:
         return  # the loaders refuse it before reading
     note(f"the chunks of dataset {where}")
     obj[()]
@@ -259,6 +258,7 @@ class _Prober:
             code = 0
             try:
                 parent.close()
+                faulthandler.disable()  # a crash here is reported as a corrupt file, not as the caller's traceback
                 _serve(child, self.status)
             except BaseException:  # noqa: BLE001
                 code = 1

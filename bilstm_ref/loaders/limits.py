@@ -31,3 +31,18 @@ MAX_ZIP_MEMBERS = 10_000
 HDF5_PARSE_SECONDS = 3.0
 #: Most memory HDF5 may take, beyond what the process already has, to read a file's metadata.
 HDF5_PARSE_BYTES = 1024**3
+
+
+def dataset_size_problem(shape: tuple[int, ...], itemsize: int, stored: int) -> "str | None":
+    """Why a dataset of ``shape`` and ``itemsize`` storing ``stored`` bytes on disk is too big to read, or
+    ``None``: its declared bytes are above :data:`MAX_DATASET_BYTES`, or (above
+    :data:`STORAGE_RATIO_FLOOR_BYTES`) more than :data:`MAX_STORAGE_RATIO` times what it stores, a "shape bomb"."""
+    declared = itemsize
+    for n in shape:
+        declared *= int(n)
+    if declared > MAX_DATASET_BYTES:
+        return f"declares {declared} bytes, exceeds the limit of {MAX_DATASET_BYTES}"
+    if declared > STORAGE_RATIO_FLOOR_BYTES and declared > MAX_STORAGE_RATIO * max(stored, 1):
+        return (f"declares {declared} bytes but stores {stored} (ratio above {MAX_STORAGE_RATIO}); "
+                "refusing a possible shape bomb")
+    return None
