@@ -42,6 +42,8 @@ from typing import Any, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "bilstm_ref"
+#: Where the mutated modules (the reference) live, inside the package.
+SOURCE = "reference"
 MODULES = ("lstm", "bidirectional", "activations", "dtypes", "sequence")
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.txt")
 #: The Keras-free tests of the forward pass (the rest test loaders, fixtures, reports and the CLI).
@@ -188,14 +190,14 @@ class _Apply(ast.NodeTransformer):
 
 
 def mutants(module: str) -> list[Mutant]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE / SOURCE / f"{module}.py").read_text(encoding="utf-8"))
     guards = _guards(tree)
     return [Mutant(module, i, getattr(node, "lineno", 0), op, desc, id(node) in guards)
             for i, (node, op, desc) in enumerate(_sites(tree))]
 
 
 def mutated_source(m: Mutant) -> str:
-    tree = ast.parse((PACKAGE / f"{m.module}.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE / SOURCE / f"{m.module}.py").read_text(encoding="utf-8"))
     target, operator, _ = list(_sites(tree))[m.index]
     tree = _Apply(target, operator).visit(tree)
     return ast.unparse(ast.fix_missing_locations(tree))
@@ -244,7 +246,7 @@ def _run(cmd: list[str], pythonpath: str, timeout: float) -> str:
 
 def judge(m: Mutant, workdir: Path, suite: bool) -> dict[str, str]:
     """Verdicts (a) and (b) of one mutant, in ``workdir`` (a private copy of the package)."""
-    target = workdir / "bilstm_ref" / f"{m.module}.py"
+    target = workdir / "bilstm_ref" / SOURCE / f"{m.module}.py"
     original = target.read_text(encoding="utf-8")
     try:
         try:

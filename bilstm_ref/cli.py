@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import BilstmRefError, ConfigError
 
 __all__ = ["main"]
@@ -95,7 +95,7 @@ def _worst_table(results: Sequence[Any], title: str, out: Any) -> None:
 def _summary(results: Sequence[Any], wall: float, versions: dict[str, str], out: Any = None,
              impl: Optional[str] = None) -> None:
     out = out or sys.stdout
-    from .matrix import EXCLUSIONS, KERAS_WORKAROUNDS
+    from .conformance.matrix import EXCLUSIONS, KERAS_WORKAROUNDS
 
     counts = collections.Counter(r.status for r in results)
     print(f"\nbilstm-ref {__version__} check: {impl or 'the reference'} against "
@@ -143,7 +143,7 @@ def _wrapped(text: str, indent: str = "  ", width: int = 100) -> str:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from .harness import RunOptions, default_jobs, load_expected_failures, tolerance_from_args
+    from .suites.harness import RunOptions, default_jobs, load_expected_failures, tolerance_from_args
 
     oracle = getattr(args, "oracle", "keras")
     return RunOptions(
@@ -157,8 +157,8 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _matrix_cases(args: argparse.Namespace) -> list[Any]:
-    from . import matrix
-    from .harness import shard
+    from .conformance import matrix
+    from .suites.harness import shard
 
     pool = list(matrix.fixture_suite()) if getattr(args, "suite", "matrix") == "committed" else matrix.cases()
     return shard(matrix.select(pool, args.k), getattr(args, "shard", None))
@@ -167,15 +167,15 @@ def _matrix_cases(args: argparse.Namespace) -> list[Any]:
 def _check_backend(backend: Optional[str]) -> None:
     import importlib.util
 
-    from .scoreboard import BACKEND_INSTALL
+    from .suites.backends import BACKEND_INSTALL
 
     if backend and importlib.util.find_spec(backend) is None:
         raise BilstmRefError(f"--backend {backend}: {backend} is not installed; install it with: {BACKEND_INSTALL[backend]}")
 
 
 def _run_live(args: argparse.Namespace, cases: list[Any]) -> tuple[list[Any], dict[str, str], float]:
-    from .harness import run_matrix
-    from .oracle import keras_available
+    from .suites.harness import run_matrix
+    from .conformance.oracle import keras_available
 
     if not keras_available():
         raise BilstmRefError("Keras is not installed; install the oracle with: pip install 'bilstm_ref[keras]'")
@@ -245,7 +245,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"  {kind}: {path}")
         return 0 if data["ok"] else 1
     if args.fixtures:
-        from .harness import run_fixtures
+        from .suites.harness import run_fixtures
 
         results, warnings, wall = run_fixtures(args.fixtures, _options(args), args.k, args.shard)
         for w in warnings:
@@ -276,7 +276,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_converter_scoreboard(args: argparse.Namespace) -> int:
-    from .converter_scoreboard import CONVERTERS, render_converters_markdown, run_converter_scoreboard
+    from .suites.converters import CONVERTERS, render_converters_markdown, run_converter_scoreboard
 
     names = [c.strip() for c in args.converters.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONVERTERS]
@@ -288,7 +288,7 @@ def cmd_converter_scoreboard(args: argparse.Namespace) -> int:
         if done % 10 == 0 or done == total:
             print(f"  {converter}: {done}/{total} cases, {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
 
-    from .harness import default_jobs
+    from .suites.harness import default_jobs
 
     board = run_converter_scoreboard(args.out, names, args.k, default_jobs(args.jobs), progress)
     print(render_converters_markdown(board))
@@ -300,12 +300,12 @@ def cmd_converter_scoreboard(args: argparse.Namespace) -> int:
 
 
 def cmd_scoreboard(args: argparse.Namespace) -> int:
-    from .scoreboard import render_markdown, run_scoreboard
+    from .suites.backends import render_markdown, run_scoreboard
 
     if args.converters:
         return cmd_converter_scoreboard(args)
     if args.from_files:
-        from .scoreboard import from_files
+        from .suites.backends import from_files
 
         board = from_files(args.from_files, args.out)
         print(render_markdown(board, "environments"))
@@ -329,7 +329,7 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
 
 def _fixture_versions(directory: str) -> dict[str, str]:
     """The Keras versions the fixtures were recorded with (from the first manifest)."""
-    from .fixtures import read_fixture, scan
+    from .fixtures.store import read_fixture, scan
 
     for path in scan(directory).manifests:
         try:
@@ -394,7 +394,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .harness import tolerance_from_args
+    from .suites.harness import tolerance_from_args
     from .report.verify import render_text, write_verify_report
     from .verify import verify_model
 
@@ -419,14 +419,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _write_json(path: Optional[str], data: dict[str, Any]) -> None:
     if path:
-        from .report import _atomic_text
+        from ._atomic import write_text_atomic as _atomic_text
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         _atomic_text(Path(path), json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
 def _verify_against(args: argparse.Namespace) -> int:
-    from .compare import Tolerance
+    from .conformance.compare import Tolerance
     from .report.verify import render_converted_text
     from .verify import verify_converted
 
@@ -549,10 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- fixtures -----------------------------------------------------------------------------------
 def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any], list[str]]:
-    from . import matrix
-    from .fixtures import write_fixture
-    from .oracle import keras_available
-    from .record import fixture_for_case
+    from .conformance import matrix
+    from .fixtures.store import write_fixture
+    from .conformance.oracle import keras_available
+    from .fixtures.record import fixture_for_case
 
     pool_cases = list(matrix.fixture_suite()) if args.suite == "committed" else matrix.cases()
     cases = matrix.select(pool_cases, args.k)
@@ -566,7 +566,7 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
     statuses: list[Any] = []
     if not todo:
         return statuses, skipped
-    from . import harness
+    from .suites import harness
 
     jobs = max(1, min(harness.default_jobs(args.jobs), max(1, len(todo) // harness.CHUNK)))
     print(f"recording {len(todo)} matrix cases from Keras into {str(out_dir)!r}, {jobs} process(es)", file=sys.stderr)
@@ -605,12 +605,12 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
 def _model_fixtures(args: argparse.Namespace) -> list[Any]:
     """Every fixture a ``--model`` run records, before anything is written."""
     if args.inputs is not None or args.real_data:
-        from .record import real_data_fixtures
+        from .fixtures.record import real_data_fixtures
 
         return real_data_fixtures(args.model, args.inputs, args.layer, config=args.config, samples=args.samples,
                                   seed=args.seed, time_steps=args.time)
     from .loaders import inspect_file, load_spec
-    from .record import model_fixtures
+    from .fixtures.record import model_fixtures
 
     names = args.layer or [r["name"] for r in inspect_file(args.model, config=args.config)["layers"] if r["supported"]]
     if not names:
@@ -624,7 +624,7 @@ def _model_fixtures(args: argparse.Namespace) -> list[Any]:
 
 
 def _write_model_fixtures(args: argparse.Namespace, out_dir: Any, fixtures: list[Any]) -> tuple[list[Any], list[str]]:
-    from .fixtures import write_fixture
+    from .fixtures.store import write_fixture
 
     statuses, skipped = [], []
     for f in fixtures:
@@ -651,7 +651,7 @@ def cmd_fixtures_generate(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace, out_dir: Any) -> int:
-    from .fixtures import LOCK_NAME, clean_stale_temps, directory_lock
+    from .fixtures.store import LOCK_NAME, clean_stale_temps, directory_lock
 
     t0 = time.perf_counter()
     created = not out_dir.exists()
@@ -722,7 +722,7 @@ def _verify_summary(results: list[Any], warnings: list[str], wall: float, impl: 
 
 
 def cmd_fixtures_verify(args: argparse.Namespace) -> int:
-    from .harness import run_fixtures
+    from .suites.harness import run_fixtures
 
     results, warnings, wall = run_fixtures(args.dir, _options(args), args.k)
     if not results:
@@ -739,7 +739,7 @@ def cmd_fixtures_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_fixtures_export(args: argparse.Namespace) -> int:
-    from .fixture_export import export_main
+    from .fixtures.export import export_main
 
     code, text = export_main(args.dir, args.format, args.out, args.k, traces=args.trace)
     print(text)
@@ -747,7 +747,7 @@ def cmd_fixtures_export(args: argparse.Namespace) -> int:
 
 
 def cmd_fixtures_diff(args: argparse.Namespace) -> int:
-    from .fixtures import diff_fixtures, scan
+    from .fixtures.store import diff_fixtures, scan
 
     drifts, notes = diff_fixtures(args.old, args.new)
     for note in notes:
@@ -773,8 +773,8 @@ def cmd_fixtures_diff(args: argparse.Namespace) -> int:
 
 
 def _migration(args: argparse.Namespace) -> int:
-    from .harness import default_jobs
-    from .migration import run_migration
+    from .suites.harness import default_jobs
+    from .suites.migration import run_migration
 
     t0 = time.perf_counter()
 
@@ -792,7 +792,7 @@ def _migration(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .diagnose.explain import explain, subject_of
-    from .spec import resolve_factory
+    from .reference.spec import resolve_factory
 
     factory = resolve_factory(args.impl)
     subject = subject_of(args.target)

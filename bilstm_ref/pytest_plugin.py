@@ -55,8 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not impl:
         return
     from .errors import BilstmRefError
-    from .harness import load_expected_failures
-    from .spec import resolve_factory
+    from .suites.harness import load_expected_failures
+    from .reference.spec import resolve_factory
 
     try:
         config.stash[_FACTORY] = resolve_factory(impl)
@@ -96,8 +96,8 @@ class Regression:
         """
         __tracebackhide__ = True
         from .errors import BilstmRefError
-        from .fixtures import read_fixture, scan, verify_fixture
-        from .spec import resolve_factory
+        from .fixtures.store import read_fixture, scan, verify_fixture
+        from .reference.spec import resolve_factory
 
         model_path = self._path(model)
         force = bool(self._request.config.getoption(_REGEN, default=False))
@@ -126,7 +126,7 @@ class Regression:
                      seed: int, regenerated: bool) -> None:
         __tracebackhide__ = True
         from .errors import KerasUnavailableError
-        from .record import real_data_fixtures
+        from .fixtures.record import real_data_fixtures
 
         try:
             fixtures = real_data_fixtures(str(model_path), str(inputs), layers,
@@ -142,7 +142,7 @@ class Regression:
         __tracebackhide__ = True
         from .errors import KerasUnavailableError
         from .loaders import load_spec
-        from .record import model_fixtures
+        from .fixtures.record import model_fixtures
 
         spec = load_spec(model_path, layer=layer, config=config)
         try:
@@ -155,7 +155,7 @@ class Regression:
 
     def _publish(self, fixtures: list[Any], model_path: Path, regenerated: bool) -> None:
         __tracebackhide__ = True
-        from .fixtures import directory_lock, write_fixture
+        from .fixtures.store import directory_lock, write_fixture
 
         self.datadir.mkdir(parents=True, exist_ok=True)
         with directory_lock(self.datadir):
@@ -186,19 +186,19 @@ class CaseItem(pytest.Item):
         self.fixture_path = fixture_path
 
     def runtest(self) -> None:
-        from .spec import resolve_factory
+        from .reference.spec import resolve_factory
 
         config = self.config
         factory = config.stash.get(_FACTORY, None) or config.stash.setdefault(
             _FACTORY, resolve_factory(config.getoption("--bilstm-ref-impl")))
         if self.fixture_path is not None:
-            from .fixtures import read_fixture, verify_fixture
+            from .fixtures.store import read_fixture, verify_fixture
 
             result = verify_fixture(read_fixture(self.fixture_path), factory=factory)
         else:
-            from . import matrix
-            from .oracle import KerasOracle
-            from .runner import judge
+            from .conformance import matrix
+            from .conformance.oracle import KerasOracle
+            from .conformance.judge import judge
 
             oracle = config.stash.get(_ORACLE, None)
             if oracle is None:
@@ -253,7 +253,7 @@ class ProblemItem(pytest.Item):
 class MatrixCollector(pytest.Collector):
     def collect(self) -> list[pytest.Item]:
         from .errors import BilstmRefError
-        from .harness import load_expected_failures
+        from .suites.harness import load_expected_failures
 
         config = self.config
         try:
@@ -261,7 +261,7 @@ class MatrixCollector(pytest.Collector):
             fixtures_dir = config.getoption("--bilstm-ref-fixtures")
             items: list[pytest.Item] = []
             if fixtures_dir:
-                from .fixtures import scan
+                from .fixtures.store import scan
 
                 found = scan(fixtures_dir)
                 for path in found.manifests:
@@ -274,7 +274,7 @@ class MatrixCollector(pytest.Collector):
         if not fixtures_dir:
             import importlib.util
 
-            from . import matrix
+            from .conformance import matrix
 
             if importlib.util.find_spec("keras") is None:
                 raise pytest.UsageError("--bilstm-ref-impl needs Keras (the live oracle) or --bilstm-ref-fixtures DIR")

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .compare import TOLERANCES, Tolerance, TolerancePolicy, compare
+from .conformance.compare import TOLERANCES, Tolerance, TolerancePolicy, compare
 
 __all__ = ["assert_matches_keras"]
 
@@ -23,7 +23,7 @@ def assert_matches_keras(actual: Any, expected: Any, *, names: Optional[Sequence
             order (output(s) then states).
         expected: what Keras returned, the same structure.
         names: output names for the message (default: Keras's, from the number of outputs).
-        tol: a :class:`~bilstm_ref.compare.Tolerance` or ``TolerancePolicy``; default: the
+        tol: a :class:`~bilstm_ref.conformance.compare.Tolerance` or ``TolerancePolicy``; default: the
             ``dtype_policy``'s (float32: atol 1e-5 + rtol 1e-5).
 
     Raises:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import bilstm_ref as br
-from bilstm_ref.dtypes import _round_bfloat16
+from bilstm_ref.reference.dtypes import _round_bfloat16
 
 
 def _directions(spec: br.LayerSpec) -> list[int]:

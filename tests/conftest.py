@@ -34,7 +34,7 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
 def keras_oracle():
     """Live Keras as the oracle; tests using it are skipped (with the reason) where Keras is absent."""
     pytest.importorskip("keras", reason="live Keras (pip install 'bilstm_ref[keras]') is the oracle for this test")
-    from bilstm_ref.oracle import KerasOracle
+    from bilstm_ref.conformance.oracle import KerasOracle
 
     return KerasOracle(os.environ.get("KERAS_BACKEND") or "tensorflow")
 

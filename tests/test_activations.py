@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bilstm_ref import LSTM, UnsupportedModelError
-from bilstm_ref import activations as act
+from bilstm_ref.reference import activations as act
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946

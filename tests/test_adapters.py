@@ -19,8 +19,8 @@ from bilstm_ref.adapters import ConversionError, RuntimeUnavailableError, open_c
 from bilstm_ref.adapters import base
 from bilstm_ref.errors import (CorruptFileError, InputDataError, ResourceLimitError, UnsafeModelError,
                                UnsupportedModelError)
-from bilstm_ref.matrix import Case
-from bilstm_ref.runner import run_impl
+from bilstm_ref.conformance.matrix import Case
+from bilstm_ref.conformance.judge import run_impl
 
 #: Converted graphs compute in float32 (onnxruntime, LiteRT, OpenVINO's CPU plugin at the f32 hint);
 #: Keras's float32 answers differ from them by rounding only (measured <= 4e-7).

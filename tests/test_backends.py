@@ -9,8 +9,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from bilstm_ref import LSTM, Bidirectional, harness, matrix
-from bilstm_ref.compare import TOLERANCES, tolerance_for
+from bilstm_ref import LSTM, Bidirectional
+from bilstm_ref.suites import harness
+from bilstm_ref.conformance import matrix
+from bilstm_ref.conformance.compare import TOLERANCES, tolerance_for
 
 
 def _lstm(**kw):
@@ -102,7 +104,7 @@ def _report(cases: list[tuple[str, str, str | None]]) -> dict:
 
 
 def test_scoreboard_finds_disagreements_in_status_and_in_which_deviation() -> None:
-    from bilstm_ref.scoreboard import combine, render_markdown
+    from bilstm_ref.suites.backends import combine, render_markdown
 
     runs = {
         "tensorflow": {"status": "ran", "wall": 1.0, "report": _report(

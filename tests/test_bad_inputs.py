@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref
-import bilstm_ref.lstm
+import bilstm_ref.reference.lstm
 from bilstm_ref import (
     LSTM,
     BilstmRefError,
@@ -270,12 +270,12 @@ def test_e11_left_and_right_padding_give_the_same_valid_run(rng):
 
 
 def test_e12_work_over_the_limit_raises_resource_limit_before_computing(monkeypatch, rng):
-    monkeypatch.setattr(bilstm_ref.lstm, "MAX_WORK_ELEMENTS", 100)
+    monkeypatch.setattr(bilstm_ref.reference.lstm, "MAX_WORK_ELEMENTS", 100)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the recurrence ran although the request is over the limit")
 
-    monkeypatch.setattr(bilstm_ref.lstm, "scan_stack", must_not_run)
+    monkeypatch.setattr(bilstm_ref.reference.lstm, "scan_stack", must_not_run)
     lay = LSTM(N)
     lay.set_weights(_weights(rng))
     # B*T*(D+5*units) = 2*4*(D+5*N) > 100
@@ -286,7 +286,7 @@ def test_e12_work_over_the_limit_raises_resource_limit_before_computing(monkeypa
 
 
 def test_e12_bidirectional_over_the_limit_raises_resource_limit(monkeypatch, rng):
-    monkeypatch.setattr(bilstm_ref.lstm, "MAX_WORK_ELEMENTS", 100)
+    monkeypatch.setattr(bilstm_ref.reference.lstm, "MAX_WORK_ELEMENTS", 100)
     lay = Bidirectional(LSTM(N))
     lay.set_weights(_weights(rng) + _weights(rng))
     with pytest.raises(ResourceLimitError, match="over the limit MAX_WORK_ELEMENTS=100"):
@@ -294,7 +294,7 @@ def test_e12_bidirectional_over_the_limit_raises_resource_limit(monkeypatch, rng
 
 
 def test_e12_work_exactly_at_the_limit_runs(monkeypatch, rng):
-    monkeypatch.setattr(bilstm_ref.lstm, "MAX_WORK_ELEMENTS", 2 * 4 * (D + 5 * N))
+    monkeypatch.setattr(bilstm_ref.reference.lstm, "MAX_WORK_ELEMENTS", 2 * 4 * (D + 5 * N))
     lay = LSTM(N)
     lay.set_weights(_weights(rng))
     assert lay(np.zeros((2, 4, D))).shape == (2, N)
@@ -302,7 +302,7 @@ def test_e12_work_exactly_at_the_limit_runs(monkeypatch, rng):
 
 def test_e12_limit_applies_to_huge_shapes_without_allocating_the_input(monkeypatch, rng):
     # A broadcast view backed by 24 bytes (a copy would take 240 MB); the limit must stop it.
-    monkeypatch.setattr(bilstm_ref.lstm, "MAX_WORK_ELEMENTS", 10**6)
+    monkeypatch.setattr(bilstm_ref.reference.lstm, "MAX_WORK_ELEMENTS", 10**6)
     lay = LSTM(N)
     lay.set_weights(_weights(rng))
     x = np.broadcast_to(np.zeros((1, 1, D)), (10**4, 10**3, D))

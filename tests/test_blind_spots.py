@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref as br
-from bilstm_ref import activations, dtypes
+from bilstm_ref.reference import activations, dtypes
 from bilstm_ref.fixtures import read_fixture, scan, verify_fixture
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -275,7 +275,7 @@ def test_a_reference_that_reproduces_the_keras_bug_is_reported_not_passed(monkey
 
 def test_a_crash_in_the_deviation_recheck_is_that_fixtures_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Broken variant: the quirk re-run outside the crash guard aborts the whole run."""
-    import bilstm_ref.fixtures as fx
+    import bilstm_ref.fixtures.store as fx
 
     fixture = _deviation_fixture()
     real = fx.build
@@ -321,7 +321,7 @@ def test_each_direction_is_cast_to_its_own_policy_then_to_the_wrapper(rng, wrapp
 
 # --- mutation survivors: guards, states and limits the suite did not pin ---------------------------
 def test_bad_bidirectional_constructions_are_refused(rng) -> None:
-    from bilstm_ref.bidirectional import merge
+    from bilstm_ref.reference.bidirectional import merge
 
     with pytest.raises(br.ConfigError, match="merge_mode"):
         merge(np.zeros((1, 2)), np.zeros((1, 2)), "max")
@@ -396,7 +396,7 @@ def test_training_mode_on_a_plain_lstm_without_dropout_computes_as_inference(rng
 
 
 def test_the_work_limit_is_checked_before_anything_is_allocated(rng) -> None:
-    from bilstm_ref.lstm import MAX_WORK_ELEMENTS
+    from bilstm_ref.reference.lstm import MAX_WORK_ELEMENTS
 
     assert MAX_WORK_ELEMENTS == 2**28  # 2 GiB of float64, as documented
     layer = _lstm(rng, d=3, n=1)  # 3 + 5 = 8 elements per (sample, step)

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from bilstm_ref import matrix
-from bilstm_ref.runner import DEVIATION, FAIL, PASS, judge
-from bilstm_ref.spec import build
+from bilstm_ref.conformance import matrix
+from bilstm_ref.conformance.judge import DEVIATION, FAIL, PASS, judge
+from bilstm_ref.reference.spec import build
 
 CASES = matrix.cases()
 

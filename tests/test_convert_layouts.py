@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref as br
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.convert import (keras_to_onnx, keras_to_tflite_gates, keras_to_torch, onnx_to_keras,
                                 tflite_gates_to_keras, torch_to_keras)
 from bilstm_ref.convert.layouts import KERAS_FROM_ONNX, ONNX_FROM_KERAS, inverse_order, permute_gates

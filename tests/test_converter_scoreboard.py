@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
 
 
@@ -55,7 +55,7 @@ def test_a_run_through_onnx_counts_passes_refusals_and_op_forms(tmp_path, monkey
 
 
 def test_report_messages_keep_no_local_paths_and_group_by_cause() -> None:
-    from bilstm_ref.converter_scoreboard import _clean
+    from bilstm_ref.suites.converters import _clean
 
     one = _clean("the converted model raised CorruptFileError: /home/u/.cache/bilstm_ref/conversions/onnx-"
                  + "a" * 40 + ".onnx: onnxruntime refused the model: node 'functional_12_1/lstm_3/Erfc' "

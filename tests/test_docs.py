@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bilstm_ref import matrix
-from bilstm_ref.compare import BACKEND_TOLERANCES
+from bilstm_ref.conformance import matrix
+from bilstm_ref.conformance.compare import BACKEND_TOLERANCES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", ROOT / "examples" / "README.md", ROOT / "benchmarks" / "README.md",

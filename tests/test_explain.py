@@ -15,7 +15,7 @@ import pytest
 
 import broken_impls
 import broken_ports
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
 from bilstm_ref.diagnose.explain import explain, subject_of
 from bilstm_ref.diagnose.faults import FAULTS

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bilstm_ref import lstm, matrix
-from bilstm_ref.runner import run_impl
+from bilstm_ref.reference import lstm
+from bilstm_ref.conformance import matrix
+from bilstm_ref.conformance.judge import run_impl
 
 CASES = matrix.cases()
 

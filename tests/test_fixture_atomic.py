@@ -26,9 +26,9 @@ from typing import Any, Optional
 import numpy as np
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
-from bilstm_ref.compare import Tolerance
+from bilstm_ref.conformance.compare import Tolerance
 from bilstm_ref.errors import (
     BilstmRefError,
     DTypeMismatchError,
@@ -49,8 +49,8 @@ from bilstm_ref.fixtures import (
     verify_fixture,
     write_fixture,
 )
-from bilstm_ref.record import fixture_for_case
-from bilstm_ref.runner import run_impl
+from bilstm_ref.fixtures.record import fixture_for_case
+from bilstm_ref.conformance.judge import run_impl
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "fixtures"
@@ -274,7 +274,7 @@ def test_d_symlink_planted_at_the_lock_is_a_held_lock(tmp_path: Path, victim: Pa
 _CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from bilstm_ref import fixtures as F
+from bilstm_ref.fixtures import store as F
 
 src, dst, force, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "force", sys.argv[4]
 fixture = F.read_fixture(src)
@@ -641,7 +641,7 @@ def test_h_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) ->
 _FULL_DISK_CHILD = r"""
 import resource, signal, sys
 from pathlib import Path
-from bilstm_ref import fixtures as F
+from bilstm_ref.fixtures import store as F
 
 src, dst, force = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "force"
 fixture = F.read_fixture(src)

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bilstm_ref import fixture_export
+from bilstm_ref.fixtures import export as fixture_export
 from bilstm_ref.errors import BilstmRefError, FileAccessError, FixtureIntegrityError
-from bilstm_ref.fixture_export import c_double, export_fixtures, export_main, read_exported_json
+from bilstm_ref.fixtures.export import c_double, export_fixtures, export_main, read_exported_json
 from bilstm_ref.fixtures import read_fixture, scan, write_fixture
-from bilstm_ref.runner import run_calls
-from bilstm_ref.spec import reference_factory
+from bilstm_ref.conformance.judge import run_calls
+from bilstm_ref.reference.spec import reference_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -419,7 +419,7 @@ def test_a_fixture_the_header_cannot_hold_is_skipped_with_the_reason(tmp_path: P
 def test_traces_are_exported_and_equal_the_reference_steps(tmp_path: Path) -> None:
     from bilstm_ref.diagnose import trace
     from bilstm_ref.fixtures import read_fixture, scan
-    from bilstm_ref.spec import build
+    from bilstm_ref.reference.spec import build
 
     out = tmp_path / "t.json"
     pattern = "bidi-concat-seq-state-mask_left-init"

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
 from bilstm_ref.errors import (
     BilstmRefError,
@@ -42,8 +42,8 @@ from bilstm_ref.errors import (
 )
 from bilstm_ref.fixtures import SCHEMA_VERSION, Fixture, read_fixture, scan, verify_fixture, write_fixture
 from bilstm_ref.loaders import limits
-from bilstm_ref.record import fixture_for_case
-from bilstm_ref.runner import run_impl
+from bilstm_ref.fixtures.record import fixture_for_case
+from bilstm_ref.conformance.judge import run_impl
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "fixtures"
@@ -389,7 +389,7 @@ def test_c5_a_header_declaring_a_terabyte_is_refused_from_the_header(placed: Pla
 
 
 def test_reading_a_small_fixture_reads_only_its_size(placed: Placed, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bilstm_ref.fixtures as fixtures_module
+    import bilstm_ref.fixtures.store as fixtures_module
 
     requested: list[tuple[str, int]] = []
     real = fixtures_module.open_local_file

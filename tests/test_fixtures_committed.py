@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
 from bilstm_ref.fixtures import read_fixture, scan, verify_fixture
 

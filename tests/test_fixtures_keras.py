@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
 from bilstm_ref.fixtures import diff_fixtures, read_fixture, scan, verify_fixture, write_fixture
-from bilstm_ref.record import fixture_for_case
+from bilstm_ref.fixtures.record import fixture_for_case
 
 pytestmark = pytest.mark.keras
 FIXTURES = Path(__file__).parent.parent / "fixtures"

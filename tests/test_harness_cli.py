@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
-from bilstm_ref.compare import Tolerance, TolerancePolicy
+from bilstm_ref.conformance.compare import Tolerance, TolerancePolicy
 from bilstm_ref.errors import ConfigError
-from bilstm_ref.harness import (
+from bilstm_ref.suites.harness import (
     ExpectedFailure,
     default_jobs,
     load_expected_failures,
@@ -417,7 +417,7 @@ def test_scoreboard_does_not_report_a_stale_run(tmp_path: Path, capsys: pytest.C
 
 
 def test_ulps_near_zero_are_counted_at_the_floor_and_failures_name_their_tolerance() -> None:
-    from bilstm_ref.compare import ULP_FLOOR, Tolerance, compare
+    from bilstm_ref.conformance.compare import ULP_FLOOR, Tolerance, compare
 
     r = compare("h", np.zeros(3), np.array([0.0, 1e-7, -2e-7]), Tolerance(1e-8, 1e-8))
     floor_spacing = float(np.spacing(np.float32(ULP_FLOOR)))

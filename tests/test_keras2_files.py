@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref as br
-from bilstm_ref.compare import TOLERANCES, compare
+from bilstm_ref.conformance.compare import TOLERANCES, compare
 
 DATA = Path(__file__).parent / "data" / "keras2"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
-from bilstm_ref.runner import judge
+from bilstm_ref.conformance.judge import judge
 
 pytestmark = pytest.mark.keras
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.keras
 @pytest.fixture(scope="module")
 def tf_keras_oracle():
     pytest.importorskip("tf_keras", reason="tf_keras (Keras 2) is the second oracle (pip install 'bilstm_ref[keras]')")
-    from bilstm_ref.oracle import KerasOracle
+    from bilstm_ref.conformance.oracle import KerasOracle
 
     return KerasOracle("tf_keras")
 

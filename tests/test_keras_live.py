@@ -138,7 +138,7 @@ def test_cli_check_subset_runs_and_summarizes(keras):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    from bilstm_ref import matrix
+    from bilstm_ref.conformance import matrix
 
     n = len(matrix.select(matrix.cases(), ["bidi-concat-seq-state", "mask_right"]))
     assert n >= 4 and f"cases run: {n}  passed: {n}" in proc.stdout
@@ -212,8 +212,8 @@ def test_bidirectional_takes_the_compute_dtype(keras) -> None:
 def test_half_precision_merge_is_exactly_kerass(keras, policy: str, merge_mode: str) -> None:
     """The reference's merge step (cast each direction, merge in the wrapper's dtype, round once) applied
     to Keras's own direction outputs gives Keras's merged output exactly: 0 units of the half format."""
-    from bilstm_ref import dtypes
-    from bilstm_ref.bidirectional import merge
+    from bilstm_ref.reference import dtypes
+    from bilstm_ref.reference.bidirectional import merge
 
     L = keras.layers
     old = keras.config.dtype_policy()

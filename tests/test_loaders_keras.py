@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref as br
-from bilstm_ref.compare import TOLERANCES, compare
+from bilstm_ref.conformance.compare import TOLERANCES, compare
 
 FLAVOURS = {"keras3": "keras", "tf_keras": "tf_keras"}  # the flavours the zoo fixture (conftest) writes
 

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bilstm_ref import matrix
-from bilstm_ref.matrix import Case, mask_pattern
-from bilstm_ref.pairwise import all_pairs
+from bilstm_ref.conformance import matrix
+from bilstm_ref.conformance.matrix import Case, mask_pattern
+from bilstm_ref.conformance.pairwise import all_pairs
 
 B2 = (False, True)
 

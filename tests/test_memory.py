@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref as br
-from bilstm_ref import lstm
+from bilstm_ref.reference import lstm
 
 D, N = 8, 16
 

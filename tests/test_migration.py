@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
 
 pytestmark = pytest.mark.keras
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.keras
 @pytest.fixture(scope="module")
 def both():
     pytest.importorskip("tf_keras", reason="tf_keras (Keras 2) and Keras 3 are both needed (pip install 'bilstm_ref[keras]')")
-    from bilstm_ref import migration
+    from bilstm_ref.suites import migration
 
     migration._init()
     return migration._run_case

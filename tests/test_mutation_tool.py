@@ -15,7 +15,7 @@ import mutation  # noqa: E402
 
 @pytest.mark.parametrize("module", mutation.MODULES)
 def test_every_mutant_is_a_valid_different_program(module: str) -> None:
-    original = ast.dump(ast.parse((mutation.PACKAGE / f"{module}.py").read_text(encoding="utf-8")))
+    original = ast.dump(ast.parse((mutation.PACKAGE / mutation.SOURCE / f"{module}.py").read_text(encoding="utf-8")))
     mutants = mutation.mutants(module)
     assert len(mutants) > 20
     for m in mutants[::7]:  # a spread of sites and operators
@@ -58,7 +58,7 @@ def test_a_limit_computed_then_checked_is_a_check_but_an_if_that_computes_is_not
 
 def test_in_call_lines_are_those_run_inside_a_layer_call_only() -> None:
     executed = mutation.executed_lines()
-    source = (mutation.PACKAGE / "bidirectional.py").read_text(encoding="utf-8").splitlines()
+    source = (mutation.PACKAGE / mutation.SOURCE / "bidirectional.py").read_text(encoding="utf-8").splitlines()
     init_line = next(i for i, text in enumerate(source, 1) if 'fw_cfg["zero_output_for_mask"]' in text)
     merge_line = next(i for i, text in enumerate(source, 1) if 'return np.concatenate([y_fw, y_bw]' in text)
     assert init_line not in executed["bidirectional"]  # building the layer from its config is not its call

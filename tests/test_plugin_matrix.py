@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bilstm_ref import assert_matches_keras
-from bilstm_ref.compare import Tolerance, TolerancePolicy
+from bilstm_ref.conformance.compare import Tolerance, TolerancePolicy
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS.parent / "fixtures"
@@ -130,7 +130,7 @@ def test_junitxml_has_one_testcase_per_matrix_item(pytester: pytest.Pytester, br
 @pytest.mark.keras
 def test_reference_passes_the_live_matrix(pytester: pytest.Pytester, keras: object) -> None:
     result = pytester.runpytest(*BASE, "--bilstm-ref-impl", REFERENCE, "-k", "bidi-sum-last-state-mask_holes")
-    from bilstm_ref import matrix
+    from bilstm_ref.conformance import matrix
 
     want = [c.id for c in matrix.select(matrix.cases(), ["bidi-sum-last-state-mask_holes"])]
     assert want

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.cli import main
 from bilstm_ref.errors import BilstmRefError
 

@@ -9,7 +9,7 @@ import pytest
 
 from bilstm_ref.cli import main
 from bilstm_ref.errors import ConfigError
-from bilstm_ref.scoreboard import environment_label, from_files
+from bilstm_ref.suites.backends import environment_label, from_files
 
 
 def _report(versions: dict, cases: list[tuple[str, str, float]]) -> dict:

@@ -1,4 +1,4 @@
-"""Direction and mask helpers of bilstm_ref.sequence, checked as pure functions on hand-made arrays."""
+"""Direction and mask helpers of bilstm_ref.reference.sequence, checked as pure functions on hand-made arrays."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bilstm_ref import DTypeMismatchError, ShapeMismatchError
-from bilstm_ref.sequence import align_backward, as_input, as_mask, processing_order, reverse_time
+from bilstm_ref.reference.sequence import align_backward, as_input, as_mask, processing_order, reverse_time
 
 
 def _x(b: int = 2, t: int = 3, d: int = 2) -> np.ndarray:

@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import bilstm_ref as br
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.fixtures import Fixture, read_fixture, scan, verify_fixture
 
 EXAMPLES = ROOT / "examples"

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.errors import BilstmRefError, ConfigError, UnsupportedModelError
 from bilstm_ref.fixtures import read_fixture
-from bilstm_ref.lstm import LSTM, QUIRKS
-from bilstm_ref.runner import run_impl
+from bilstm_ref.reference.lstm import LSTM, QUIRKS
+from bilstm_ref.conformance.judge import run_impl
 from bilstm_ref.diagnose import Trace, trace, trace_case
 from bilstm_ref.diagnose.trace import STEP_KEYS, TraceMismatchError, check_trace, save_traces, trace_main
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref as br
-from bilstm_ref.compare import TOLERANCES, compare
+from bilstm_ref.conformance.compare import TOLERANCES, compare
 from bilstm_ref.loaders.model_config import mask_source, model_layers
 from bilstm_ref.verify.inputs import GENERATED_PATTERNS, InputSpec, generated_inputs, read_inputs
 from bilstm_ref.verify.stats import ErrorStats, padding_pattern

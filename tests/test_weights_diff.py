@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import bilstm_ref as br
-from bilstm_ref import matrix
+from bilstm_ref.conformance import matrix
 from bilstm_ref.convert import (diff_weights, keras_to_onnx, keras_to_tflite_gates, keras_to_torch, permute_gates,
                                 read_weight_set, read_weights, weights_diff_main)
 from bilstm_ref.convert.diff import KNOWN_GATE_ORDERS

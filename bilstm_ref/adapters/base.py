@@ -33,12 +33,12 @@ from ..errors import (
     ShapeMismatchError,
     UnsupportedModelError,
 )
-from ..spec import SUPPORTED_CLASSES, LayerSpec, output_names
+from ..reference.spec import SUPPORTED_CLASSES, LayerSpec, output_names
 
 __all__ = [
     "MAX_FILE_BYTES", "MAX_TENSOR_BYTES", "MAX_TOTAL_BYTES", "INSTALL_HINT", "TensorInfo", "ConvertedModel",
     "ConversionError", "RuntimeUnavailableError", "Converter", "ConvertedImpl", "CallSignature", "CacheStats",
-    "cache_stats", "cache_dir", "open_converted", "require", "package_version",
+    "cache_stats", "cache_dir", "require", "package_version",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -185,26 +185,6 @@ class ConvertedModel(abc.ABC):
         return f"<{type(self).__name__} {self.path.name} ({self.runtime}, written by {self.converter})>"
 
 
-def open_converted(path: PathLike) -> ConvertedModel:
-    """The converted model at ``path`` in its runtime, chosen by suffix: ``.onnx`` (onnxruntime),
-    ``.tflite`` (LiteRT), ``.xml`` (OpenVINO IR, its ``.bin`` beside it)."""
-    p = Path(os.fspath(path))
-    suffix = p.suffix.lower()
-    if suffix == ".onnx":
-        from .onnx import open_onnx
-
-        return open_onnx(p)
-    if suffix == ".tflite":
-        from .tflite import open_tflite
-
-        return open_tflite(p)
-    if suffix == ".xml":
-        from .openvino import open_openvino
-
-        return open_openvino(p)
-    raise UnsupportedModelError(f"{p}: unknown converted-model suffix {p.suffix!r}; expected .onnx, .tflite or .xml")
-
-
 # --- safe reading -----------------------------------------------------------------------------------
 def read_model_bytes(path: Path, what: str) -> bytes:
     """The whole of a local regular file, refused above :data:`MAX_FILE_BYTES`."""
@@ -334,6 +314,7 @@ class Converter:
         convert: ``convert(keras_model, path)`` writes the artifact; raises :class:`ConversionError`.
         requires: modules checked at build time (import name, what it is for).
         companions: suffixes of files written beside the artifact.
+        open: ``open(path)`` opens the artifact in its runtime.
     """
 
     name: str
@@ -343,6 +324,7 @@ class Converter:
     fixed_batch: bool
     fixed_time: bool
     convert: Callable[[Any, Path], None]
+    open: Callable[[Path], "ConvertedModel"]
     requires: tuple[tuple[str, str], ...] = ()
     companions: tuple[str, ...] = ()
 
@@ -367,9 +349,9 @@ def refuse_unconvertible(spec: LayerSpec, converter: str) -> None:
 def keras_model(spec: LayerSpec, sig: CallSignature) -> Any:
     """A functional Keras model around the spec's layer: inputs ``x`` (and ``mask``, ``state_0`` ...
     when used), outputs the layer's outputs in Keras's order, weights set and called once."""
-    from ..record import _keras_layer, _units
+    from ..loaders.live import keras_layer, state_units
 
-    layer, _ = _keras_layer(spec)
+    layer, _ = keras_layer(spec)
     import keras
 
     batch, time = sig.batch or 1, sig.time or 2  # the shapes of the one call that builds the model
@@ -381,7 +363,7 @@ def keras_model(spec: LayerSpec, sig: CallSignature) -> Any:
         inputs.append(kwargs["mask"])
         dummies.append(np.ones((batch, time), bool))
     if sig.n_states:
-        units = _units(spec)[:sig.n_states]
+        units = state_units(spec)[:sig.n_states]
         kwargs["initial_state"] = [keras.Input((u,), batch_size=sig.batch, name=f"state_{j}", dtype="float32")
                                    for j, u in enumerate(units)]
         inputs += kwargs["initial_state"]
@@ -451,11 +433,11 @@ class ConvertedImpl:
 
             path = cached_artifact(name, self.conv.suffix, write, self.conv.companions)
             try:
-                model = open_converted(path)
+                model = self.conv.open(path)
             except CorruptFileError:  # a damaged cache entry: convert again, once
                 for p in [path, *(path.with_suffix(c) for c in self.conv.companions)]:
                     p.unlink(missing_ok=True)
-                model = open_converted(cached_artifact(name, self.conv.suffix, write, self.conv.companions))
+                model = self.conv.open(cached_artifact(name, self.conv.suffix, write, self.conv.companions))
             self._models[sig] = model
             self.paths[sig] = path
             self.op_forms[sig] = model.op_form()

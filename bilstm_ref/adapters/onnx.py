@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import CorruptFileError, UnsafeModelError, UnsupportedModelError
-from ..spec import LayerSpec
+from ..reference.spec import LayerSpec
 from .base import (
     ConversionError,
     quiet_converter,
@@ -241,6 +241,7 @@ def converter() -> Converter:
         name="onnx", suffix=".onnx",
         description=f"tf2onnx {v('tf2onnx')} (keras {v('keras')} model.export, tensorflow {v('tensorflow')})",
         runtime=f"onnxruntime {v('onnxruntime')}", fixed_batch=False, fixed_time=False, convert=convert_keras,
+        open=open_onnx,
         requires=(("keras", "converting a layer"), ("tf2onnx", "the ONNX converter"),
                   ("onnx", "reading an ONNX model"), ("onnxruntime", "running an ONNX model")),
     )

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import CorruptFileError, ResourceLimitError, UnsafeModelError
-from ..spec import LayerSpec
+from ..reference.spec import LayerSpec
 from .base import (
     ConversionError,
     ConvertedImpl,
@@ -168,6 +168,7 @@ def converter() -> Converter:
         name="openvino", suffix=".xml",
         description=f"openvino.convert_model {v('openvino')} from tf2onnx {v('tf2onnx')} (keras {v('keras')})",
         runtime=f"openvino {v('openvino')}", fixed_batch=False, fixed_time=False, convert=convert_keras,
+        open=open_openvino,
         requires=(("keras", "converting a layer"), ("tf2onnx", "the ONNX converter"),
                   ("openvino", "the OpenVINO converter and runtime")),
         companions=(".bin",),

@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import CorruptFileError, UnsafeModelError, UnsupportedModelError
-from ..spec import LayerSpec
+from ..reference.spec import LayerSpec
 from .base import (
     ConversionError,
     quiet_converter,
@@ -242,7 +242,7 @@ def converter(fixed_batch: bool = True) -> Converter:
         name="tflite" if fixed_batch else "tflite-dynbatch", suffix=".tflite",
         description=f"TFLiteConverter.from_keras_model (tensorflow {v('tensorflow')}, keras {v('keras')})",
         runtime=f"ai-edge-litert {v('ai-edge-litert')}", fixed_batch=fixed_batch, fixed_time=False,
-        convert=convert_keras,
+        convert=convert_keras, open=open_tflite,
         requires=(("keras", "converting a layer"), ("tensorflow", "the TFLite converter"),
                   ("ai_edge_litert", "running a TFLite model")),
     )

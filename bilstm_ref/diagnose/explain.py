@@ -16,10 +16,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..compare import OutputResult, TolerancePolicy, compare, elementwise, tolerance_for
+from ..conformance.compare import OutputResult, TolerancePolicy, compare, elementwise, tolerance_for
 from ..errors import BilstmRefError, ConfigError
-from ..runner import call_label, crash_report
-from ..spec import LayerSpec, layer_policy
+from ..conformance.judge import call_label, crash_report
+from ..reference.spec import LayerSpec, layer_policy
 from .faults import FAULTS, Fault, Outputs, Subject, directions, run_spec
 
 __all__ = ["Explanation", "FaultMatch", "Divergence", "explain", "subject_of", "diagnose_line", "judge_outputs"]
@@ -136,9 +136,9 @@ class Explanation:
 # --- subjects -------------------------------------------------------------------------------------
 def subject_of(target: Union[str, Any]) -> Subject:
     """A matrix case id, a fixture manifest path, a matrix ``Case`` or a ``Fixture`` as a :class:`Subject`."""
-    from .. import matrix
-    from ..fixtures import Fixture, read_fixture
-    from ..runner import _direction_tolerances
+    from ..conformance import matrix
+    from ..fixtures.store import Fixture, read_fixture
+    from ..conformance.judge import _direction_tolerances
 
     if isinstance(target, str):
         if target in matrix.by_id():
@@ -157,7 +157,7 @@ def subject_of(target: Union[str, Any]) -> Subject:
 
 
 def _run_impl(subject: Subject, factory: Factory) -> Outputs:
-    from ..runner import run_calls
+    from ..conformance.judge import run_calls
 
     return run_calls(subject.calls, subject.output_names, factory(subject.spec))
 
@@ -167,7 +167,7 @@ def judge_outputs(subject: Subject, expected: Outputs, actual: Outputs, represen
     """Every output of every call of ``actual`` against ``expected`` at the subject's tolerance; under a
     half-precision policy (with ``representable``) an answer must also be a number of that format, as
     Keras's are."""
-    from ..fixtures import HALF_OUTPUT_POLICIES, _half_representable
+    from ..fixtures.store import HALF_OUTPUT_POLICIES, _half_representable
 
     policy = layer_policy(subject.spec)
     out = []
@@ -254,7 +254,7 @@ def rank_faults(subject: Subject, actual: Outputs, faults: Sequence[Fault] = FAU
     smallest worst difference (ties keep the library's order). ``baseline``: the reference against the
     implementation, output by output; a failing output counts as explained only when the fault comes
     :data:`CLOSER` times closer to it than the reference."""
-    from ..fixtures import HALF_OUTPUT_POLICIES, _half_representable
+    from ..fixtures.store import HALF_OUTPUT_POLICIES, _half_representable
 
     policy = layer_policy(subject.spec)
     matches = []
@@ -297,7 +297,7 @@ def explain(target: Union[str, Any], impl: Union[str, Factory], *, trace_rows: i
             :class:`~bilstm_ref.diagnose.faults.Subject`.
         impl: the implementation's factory, or ``"package.module:factory"``.
     """
-    from ..spec import resolve_factory
+    from ..reference.spec import resolve_factory
 
     subject = target if isinstance(target, Subject) else subject_of(target)
     factory = resolve_factory(impl) if isinstance(impl, str) else impl

@@ -24,8 +24,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ..bidirectional import merge
-from ..spec import LayerSpec, build
+from ..reference.bidirectional import merge
+from ..reference.spec import LayerSpec, build
 
 __all__ = ["Subject", "Fault", "FAULTS", "Outputs", "run_spec", "directions"]
 
@@ -249,7 +249,7 @@ _HALF = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
 
 
 def _policies(spec: LayerSpec) -> set[str]:
-    from ..dtypes import policy_name
+    from ..reference.dtypes import policy_name
 
     cfgs = _lstm_configs(spec.config, spec.class_name) + ([spec.config] if spec.class_name == "Bidirectional" else [])
     return {policy_name(c.get("dtype")) for c in cfgs}
@@ -272,7 +272,7 @@ def _outputs_rounded_to(kind: str) -> Callable[[Subject, Outputs], Optional[Outp
     def outputs(s: Subject, actual: Outputs) -> Optional[Outputs]:
         if _policies(s.spec) & set(_HALF):
             return None
-        from ..dtypes import cast_output
+        from ..reference.dtypes import cast_output
 
         ref = _reference(s)
         return [{k: cast_output(v, kind, np.dtype(np.float64)) for k, v in o.items()} for o in ref]
@@ -285,7 +285,7 @@ def _mask_zeroes_state(s: Subject, actual: Outputs) -> Optional[Outputs]:
     if all(c.mask is None for c in s.calls) or any(
             c.get("stateful") for c in _lstm_configs(s.spec.config, s.spec.class_name)) or _policies(s.spec) & set(_HALF):
         return None
-    from ..lstm import LSTM
+    from ..reference.lstm import LSTM
 
     layer = build(s.spec)
     dirs = [layer] if s.spec.class_name == "LSTM" else [layer.forward_layer, layer.backward_layer]

@@ -18,9 +18,9 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ..compare import Tolerance, TolerancePolicy
-from ..matrix import CallInputs
-from ..spec import LayerSpec, layer_policy
+from ..conformance.compare import Tolerance, TolerancePolicy
+from ..conformance.matrix import CallInputs
+from ..reference.spec import LayerSpec, layer_policy
 from .explain import judge_outputs
 from .faults import Subject, run_spec
 
@@ -55,7 +55,7 @@ def _calls(subject: Subject) -> list[CallInputs]:
 
 
 def _fails(subject: Subject, factory: Factory) -> bool:
-    from ..runner import run_calls
+    from ..conformance.judge import run_calls
 
     expected = run_spec(subject.spec, subject.calls, subject.output_names)
     try:
@@ -164,8 +164,8 @@ def _steps(c: CallInputs, sl: slice) -> CallInputs:
 def write_repro(shrunk: Shrunk, impl: str, out_dir: Union[str, Path]) -> dict[str, str]:
     """The repro as a fixture (``out_dir/fixtures``) and a standalone snippet (``out_dir/repro.py``);
     returns what was written."""
-    from .. import __version__
-    from ..fixtures import Call, Fixture, write_fixture
+    from .._version import __version__
+    from ..fixtures.store import Call, Fixture, write_fixture
 
     s = shrunk.subject
     out = Path(out_dir)
@@ -182,7 +182,7 @@ def write_repro(shrunk: Shrunk, impl: str, out_dir: Union[str, Path]) -> dict[st
     (out / "fixtures").mkdir(parents=True, exist_ok=True)
     write_fixture(out / "fixtures", fixture, force=True)
     written = {"fixture": str(out / "fixtures" / f"{fixture.id}.json")}
-    from ..report import _atomic_text
+    from .._atomic import write_text_atomic as _atomic_text
 
     snippet = out / "repro.py"
     _atomic_text(snippet, _snippet(s, expected, tol, impl))

@@ -1,7 +1,7 @@
 """Gate-level traces of the reference: every pre-activation, gate, cell and hidden state, step by step.
 
 :func:`trace` runs a reference :class:`~bilstm_ref.LSTM` or :class:`~bilstm_ref.Bidirectional` (or a
-:class:`~bilstm_ref.spec.LayerSpec`) through a readable per-step loop written for the trace, which
+:class:`~bilstm_ref.reference.spec.LayerSpec`) through a readable per-step loop written for the trace, which
 records, per direction and per step::
 
     z   = (x_t @ W + b) + h @ U          (B, 4n)   split as z_i, z_f, z_c, z_o   (B, n) each
@@ -11,7 +11,7 @@ records, per direction and per step::
     y     = h_new where valid, else (0 if zero_output_for_mask else the previous y)
 
 in the layer's compute dtype, with the same operations in the same order as the reference's readable
-specification (:func:`bilstm_ref.lstm.scan`), so the traced outputs are bit-identical to what the layer
+specification (:func:`bilstm_ref.reference.lstm.scan`), so the traced outputs are bit-identical to what the layer
 returns: :meth:`Trace.check` proves it for a call (the reference's fast path is proven bit-identical to
 that specification across the matrix, tests/test_fast_path.py). Every array is available in
 **processing order** (step ``k`` is the ``k``-th step the direction ran) and in **input order** (index
@@ -35,13 +35,13 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .. import activations as _act
-from ..bidirectional import Bidirectional, merge
-from ..dtypes import cast_output
+from ..reference import activations as _act
+from ..reference.bidirectional import Bidirectional, merge
+from ..reference.dtypes import cast_output
 from ..errors import BilstmRefError, ConfigError, ShapeMismatchError, UnsupportedModelError
-from ..lstm import LSTM
-from ..sequence import as_input
-from ..spec import LayerSpec, build
+from ..reference.lstm import LSTM
+from ..reference.sequence import as_input
+from ..reference.spec import LayerSpec, build
 
 __all__ = [
     "Trace", "DirectionTrace", "TraceMismatchError", "STEP_KEYS", "trace", "check_trace", "trace_case",
@@ -183,7 +183,7 @@ class Trace:
 
     # --- the layer's outputs, rebuilt from the steps ------------------------------------------
     def output_names(self) -> tuple[str, ...]:
-        """Names of what the layer's call returns (as :func:`bilstm_ref.spec.output_names`)."""
+        """Names of what the layer's call returns (as :func:`bilstm_ref.reference.spec.output_names`)."""
         if self.class_name == "LSTM":
             return ("output", "h", "c") if self.return_state else ("output",)
         first = ("output_fw", "output_bw") if self.merge_mode is None else ("output",)
@@ -483,7 +483,7 @@ def trace(layer_or_spec: Union[Layer, LayerSpec], x: Any, mask: Any = None,
     Args:
         layer_or_spec: a reference :class:`~bilstm_ref.LSTM` or :class:`~bilstm_ref.Bidirectional` with
             weights set (a stateful one starts from its stored states, which are left as they are), or
-            a :class:`~bilstm_ref.spec.LayerSpec` (built with compute ``dtype``, default float64).
+            a :class:`~bilstm_ref.reference.spec.LayerSpec` (built with compute ``dtype``, default float64).
         x: ``(B, T, D)`` input, as for the layer's call.
         mask: ``(B, T)`` bool (True = valid), or None.
         initial_state: ``[h, c]`` (LSTM) or ``[h_fw, c_fw, h_bw, c_bw]`` (Bidirectional), each ``(B, n)``.
@@ -540,8 +540,8 @@ def check_trace(layer_or_spec: Union[Layer, LayerSpec], x: Any, mask: Any = None
 # --- cases and fixtures ----------------------------------------------------------------------------
 def _resolve(target: Any) -> tuple[LayerSpec, tuple[Any, ...], str]:
     """(spec, calls, label) of a matrix case id, a fixture manifest path, a Case or a Fixture."""
-    from .. import matrix
-    from ..fixtures import Fixture, read_fixture
+    from ..conformance import matrix
+    from ..fixtures.store import Fixture, read_fixture
 
     if isinstance(target, matrix.Case):
         return target.spec(), tuple(target.calls), target.id
@@ -572,7 +572,7 @@ def trace_case(target: Any, *, all_calls: bool = False, dtype: Any = None,
         dtype: compute dtype of the reference (default float64).
         check: prove each trace against the layer's own call (:meth:`Trace.check`, exact).
     """
-    from ..runner import call_label
+    from ..conformance.judge import call_label
 
     spec, calls, label = _resolve(target)
     layer = build(spec, dtype=dtype)

@@ -1,4 +1,4 @@
-"""Loaders: model files and live Keras layers to layer specs (see :mod:`.files`, :mod:`bilstm_ref.live`)."""
+"""Loaders: model files and live Keras layers to layer specs (see :mod:`.files`, :mod:`bilstm_ref.loaders.live`)."""
 
 from .files import inspect_file as inspect_file
 from .files import load as load

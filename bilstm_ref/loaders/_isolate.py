@@ -19,6 +19,7 @@ memory file. Where ``os.fork`` is missing (Windows) the bound is not applied.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import faulthandler
 import io
@@ -206,9 +207,11 @@ def _probe_fd(fd: int, note: Callable[[str], None], in_memory: bool = False) -> 
     path = f"/proc/self/fd/{fd}"
     note("the file's superblock and root group")
     try:
-        source: Any = path if not in_memory and os.path.exists(path) else os.fdopen(os.dup(fd), "rb")
-        with h5py.File(source, "r") as h5:
-            _walk(h5, note)
+        with contextlib.ExitStack() as stack:
+            source: Any = path if not in_memory and os.path.exists(path) else \
+                stack.enter_context(os.fdopen(os.dup(fd), "rb"))
+            with h5py.File(source, "r") as h5:
+                _walk(h5, note)
     except MemoryError:
         return _MEMORY
     except _Oversized as e:
@@ -302,6 +305,14 @@ def _forget() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """Stop this process's prober as the interpreter exits (rather than leave its socket to the garbage collector)."""
+    if _prober is not None and _prober.owner == os.getpid():
+        with contextlib.suppress(OSError):
+            _prober.close(kill=True)
 
 
 def _memory_fd(data: Union[bytes, memoryview]) -> int:

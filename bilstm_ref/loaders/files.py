@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import (BilstmRefError, CorruptFileError, FileAccessError, ShapeMismatchError, UnsafeModelError,
                       UnsupportedModelError, a_or_an)
-from ..spec import Layer, LayerSpec, build
+from ..reference.spec import Layer, LayerSpec, build
 from . import limits
 from ._io import (
     H5_ERRORS,

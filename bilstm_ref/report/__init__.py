@@ -8,139 +8,24 @@ Every writer reads the same ``ReportData``, so the counts agree across formats b
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import json
-import math
-import os
-import platform
-import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
-import numpy as np
-
+from .._atomic import write_text_atomic as _atomic_text
 from ..errors import BilstmRefError
-from ..harness import SCHEMA_VERSION, record_of
+from .data import FAILING as FAILING
+from .data import STATUSES as STATUSES
+from .data import TABLE_FLAGS as TABLE_FLAGS
+from .data import ReportData as ReportData
+from .data import fmt as fmt
 
 __all__ = ["ReportData", "write_json", "write_all", "draw_plots", "STATUSES"]
-
-#: Every status a record can have, in report order (problems first).
-STATUSES = ("fail", "error", "integrity", "xpass", "xfail", "known-deviation", "pass")
-FAILING = ("fail", "error", "integrity")
-#: Flags shown as rows of the flag x output table and heatmap.
-TABLE_FLAGS = ("family", "merge_mode", "return_sequences", "return_state", "mask", "initial_state", "stateful",
-               "go_backwards", "zero_output_for_mask", "backward", "activation", "recurrent_activation", "use_bias",
-               "unroll", "dropout", "dtype_policy", "batch", "time", "units")
-
-
-def _finite(x: Any) -> Optional[float]:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-@dataclasses.dataclass
-class ReportData:
-    """What every report format shows."""
-
-    records: list[dict[str, Any]]
-    meta: dict[str, Any]
-
-    @classmethod
-    def build(cls, results: Sequence[Any], *, versions: dict[str, str], wall: float, source: str,
-              impl: Optional[str], backend: Optional[str], tolerance: Any = None,
-              expected_failures: Sequence[Any] = (), argv: Sequence[str] = ()) -> "ReportData":
-        if not results:
-            raise BilstmRefError("no case was executed: refusing to write a report of nothing")
-        from .. import __version__
-
-        records = [record_of(r) for r in results]
-        order = {s: i for i, s in enumerate(STATUSES)}
-        records.sort(key=lambda r: (order.get(r["status"], -1), r["id"]))
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "bilstm_ref.report",
-            "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "bilstm_ref": __version__,
-            "source": source,
-            "implementation": impl or "bilstm_ref:reference_factory (the reference)",
-            "backend": backend,
-            "versions": dict(versions),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "platform": platform.platform(),
-            "tolerance": tolerance.as_dict() if tolerance is not None else "per-dtype defaults "
-                         "(bilstm_ref.compare.TOLERANCES)",
-            "expected_failures": [dataclasses.asdict(x) for x in expected_failures],
-            "argv": list(argv),
-            "wall_seconds": round(wall, 3),
-        }
-        data = cls(records, meta)
-        meta["counts"] = data.counts()
-        meta["coverage"] = data.coverage()
-        return data
-
-    def counts(self) -> dict[str, int]:
-        c = collections.Counter(r["status"] for r in self.records)
-        return {"total": len(self.records), **{s: c.get(s, 0) for s in STATUSES}}
-
-    def coverage(self) -> float:
-        """Share of all cases whose answers match Keras (passes, known deviations, unexpected passes)."""
-        c = self.counts()
-        return (c["pass"] + c["known-deviation"] + c["xpass"]) / max(c["total"], 1)
-
-    @property
-    def failed(self) -> bool:
-        return any(r["status"] in FAILING for r in self.records)
-
-    def worst(self) -> dict[tuple[str, str], float]:
-        """Worst max |diff| per (dtype policy, output) over matching cases."""
-        out: dict[tuple[str, str], float] = collections.defaultdict(float)
-        for r in self.records:
-            if r["status"] not in ("pass", "xpass"):
-                continue
-            pol = str(r["flags"].get("dtype_policy", "float32"))
-            for o in r["outputs"]:
-                name = o["name"].rsplit("/", 1)[-1]
-                if o["max_abs"] is not None:
-                    out[(pol, name)] = max(out[(pol, name)], o["max_abs"])
-        return dict(out)
-
-    def flag_table(self, metric: str = "max_abs"
-                   ) -> tuple[list[str], list[tuple[str, str, dict[str, Optional[float]], dict[str, int]]]]:
-        """(outputs, rows): per flag=value, the worst error per output over matching cases, and the
-        status counts of all its cases."""
-        outputs = sorted({o["name"].rsplit("/", 1)[-1] for r in self.records for o in r["outputs"]},
-                         key=lambda n: (not n.startswith("output"), n))
-        rows = []
-        for flag in TABLE_FLAGS:
-            values = sorted({str(r["flags"][flag]) for r in self.records if flag in r["flags"]})
-            if len(values) < 2:
-                continue
-            for value in values:
-                group = [r for r in self.records if str(r["flags"].get(flag)) == value]
-                worst: dict[str, Optional[float]] = {}
-                matching = [r for r in group if r["status"] in ("pass", "xpass")]
-                for name in outputs:  # errors of cases that match (deviations and failures are listed apart)
-                    errs = [o[metric] for r in matching for o in r["outputs"]
-                            if o["name"].rsplit("/", 1)[-1] == name and o.get(metric) is not None]
-                    worst[name] = max(errs) if errs else None
-                counts = collections.Counter(r["status"] for r in group)
-                rows.append((flag, value, worst, dict(counts)))
-        return outputs, rows
-
-    def as_json(self) -> dict[str, Any]:
-        return {**self.meta, "cases": self.records}
 
 
 def write_json(path: str, data: ReportData) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     _atomic_text(Path(path), json.dumps(data.as_json(), indent=1, allow_nan=False, default=str) + "\n")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def draw_plots(wanted: bool, draw: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -179,7 +64,3 @@ def write_all(out_dir: str, data: ReportData, plots: bool = True) -> dict[str, s
     _atomic_text(out / "junit.xml", render_junit(data))
     written["junit"] = str(out / "junit.xml")
     return written
-
-
-def fmt(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.2e}"

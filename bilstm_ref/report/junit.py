@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from . import ReportData
+from .data import ReportData
 from .markdown import _output_line
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import FAILING, ReportData, fmt
+from .data import FAILING, ReportData, fmt
 
 
 def render_markdown(data: ReportData, images: dict[str, str]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BilstmRefError
-from . import STATUSES, ReportData
+from .data import STATUSES, ReportData
 
 _COLORS = {"pass": "#4c9a2a", "known-deviation": "#88b04b", "xpass": "#c5e17a", "xfail": "#bbbbbb",
            "fail": "#d62728", "error": "#8c1d18", "integrity": "#7b3294"}

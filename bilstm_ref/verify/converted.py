@@ -19,10 +19,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..compare import Tolerance, TolerancePolicy, tolerance_for
+from ..conformance.compare import Tolerance, TolerancePolicy, tolerance_for
 from ..errors import BilstmRefError, ConfigError, ShapeMismatchError
-from ..runner import crash_report
-from ..spec import layer_policy, output_names, reference_factory
+from ..conformance.judge import crash_report
+from ..reference.spec import layer_policy, output_names, reference_factory
 from .inputs import InputSpec, make_arrays, read_inputs
 from .model import mask_sources_of, select_layers
 from .stats import ErrorStats, OutputStats
@@ -94,7 +94,7 @@ class ConversionResult:
             i.status in ("fail", "error") for i in self.items)
 
     def as_dict(self) -> dict[str, Any]:
-        from .. import __version__
+        from .._version import __version__
 
         return {"schema_version": 1, "kind": "verify-converted", "bilstm_ref": __version__, "ok": self.ok,
                 "model": self.model, "converted": self.converted, "runtime": self.runtime, "op_form": self.op_form,

@@ -1,7 +1,7 @@
 """The user's model in live Keras: loaded as Keras loads it, its inputs and recurrent layers listed,
 and one forward pass per batch that captures what each selected layer really receives and returns.
 
-This module (with :mod:`bilstm_ref.oracle` and :mod:`bilstm_ref.live`) imports Keras, lazily.
+This module (with :mod:`bilstm_ref.conformance.oracle` and :mod:`bilstm_ref.loaders.live`) imports Keras, lazily.
 Keras 2 files run on ``tf_keras`` and Keras 3 files on ``keras``, as the Keras-free loaders decide
 from the Keras version the file records.
 

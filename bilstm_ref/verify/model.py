@@ -20,10 +20,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..compare import Tolerance, TolerancePolicy, tolerance_for
+from ..conformance.compare import Tolerance, TolerancePolicy, tolerance_for
 from ..errors import BilstmRefError, ConfigError, UnsupportedModelError, a_or_an
-from ..runner import crash_report
-from ..spec import LayerSpec, layer_policy, output_names, reference_factory, resolve_factory
+from ..conformance.judge import crash_report
+from ..reference.spec import LayerSpec, layer_policy, output_names, reference_factory, resolve_factory
 from .inputs import InputSource, generated_inputs, read_inputs
 from .stats import ErrorStats, OutputStats
 
@@ -94,7 +94,7 @@ class VerifyResult:
         return bool(self.selected) and all(v.status == "pass" for v in self.selected)
 
     def as_dict(self) -> dict[str, Any]:
-        from .. import __version__
+        from .._version import __version__
 
         return {"schema_version": SCHEMA_VERSION, "kind": "verify", "bilstm_ref": __version__, "ok": self.ok,
                 "model": self.model, "format": self.format, "semantics": self.semantics, "versions": self.versions,

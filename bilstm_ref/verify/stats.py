@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..compare import Tolerance, elementwise
+from ..conformance.compare import Tolerance, elementwise
 
 __all__ = ["ErrorStats", "OutputStats", "padding_pattern"]
 

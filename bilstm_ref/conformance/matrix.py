@@ -28,10 +28,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .bidirectional import Bidirectional
-from .lstm import LSTM
+from ..reference.bidirectional import Bidirectional
+from ..reference.lstm import LSTM
 from .pairwise import all_pairs
-from .spec import LayerSpec
+from ..reference.spec import LayerSpec
 
 __all__ = [
     "Case", "CallInputs", "KnownDeviation", "KNOWN_DEVIATIONS", "KerasWorkaround", "KERAS_WORKAROUNDS",
@@ -395,7 +395,7 @@ KERAS2_MISSING_ACTIVATIONS = frozenset({"hard_tanh", "sparse_sigmoid", "celu", "
 class KnownDeviation:
     """A documented place where Keras's result differs from the reference's semantics.
 
-    ``quirk`` names the reference switch (:data:`bilstm_ref.lstm.QUIRKS`) that reproduces Keras's
+    ``quirk`` names the reference switch (:data:`bilstm_ref.reference.lstm.QUIRKS`) that reproduces Keras's
     result; a case under a deviation passes as "known deviation" only if Keras matches that
     quirk model, so an unexplained difference still fails.
     """

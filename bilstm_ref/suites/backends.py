@@ -85,8 +85,8 @@ def environment_label(report: dict[str, Any]) -> str:
 def from_files(paths: Sequence[str], out_dir: Optional[str] = None) -> dict[str, Any]:
     """Combine ``check --json`` results recorded in different environments (Keras versions, backends,
     machines) into one board: which cases change status, or answer, between them."""
-    from .errors import ConfigError
-    from .loaders._io import open_local_file, parse_json, read_bounded
+    from ..errors import ConfigError
+    from ..loaders._io import open_local_file, parse_json, read_bounded
 
     runs: dict[str, Any] = {}
     for path in paths:

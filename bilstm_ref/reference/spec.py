@@ -9,7 +9,7 @@ import numpy as np
 
 from .bidirectional import Bidirectional
 from .dtypes import policy_name
-from .errors import BilstmRefError, ConfigError, UnsupportedModelError
+from ..errors import BilstmRefError, ConfigError, UnsupportedModelError
 from .lstm import LSTM
 
 __all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "output_names", "layer_policy",
@@ -69,7 +69,7 @@ def build(spec: LayerSpec, dtype: Any = None, quirks: tuple[str, ...] = ()) -> L
 
     Args:
         dtype: compute dtype, ``"float64"`` (default) or ``"float32"``.
-        quirks: backend-compatibility switches (see :data:`bilstm_ref.lstm.QUIRKS`).
+        quirks: backend-compatibility switches (see :data:`bilstm_ref.reference.lstm.QUIRKS`).
     """
     opts = dict(dtype=dtype, semantics=spec.semantics, quirks=quirks)
     layer: Layer

@@ -60,8 +60,8 @@ def _init(converter: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from .oracle import KerasOracle
-    from .spec import resolve_factory
+    from ..conformance.oracle import KerasOracle
+    from ..reference.spec import resolve_factory
 
     _STATE.update(converter=converter, oracle=KerasOracle("tensorflow"), factory=resolve_factory(CONVERTERS[converter]))
 
@@ -73,10 +73,10 @@ def _worst(outputs: Sequence[Any]) -> Optional[float]:
 
 def _run_case(case_id: str) -> dict[str, Any]:
     """Worker: one case through the converter, judged against Keras."""
-    from . import matrix
-    from .adapters.base import ConversionError, RuntimeUnavailableError
-    from .errors import CorruptFileError, UnsupportedModelError
-    from .runner import crash_report, judge
+    from ..conformance import matrix
+    from ..adapters.base import ConversionError, RuntimeUnavailableError
+    from ..errors import CorruptFileError, UnsupportedModelError
+    from ..conformance.judge import crash_report, judge
 
     case = matrix.by_id()[case_id]
     oracle, factory, converter = _STATE["oracle"], _STATE["factory"], _STATE["converter"]
@@ -137,7 +137,7 @@ def _clean(message: str) -> str:
 
 
 def _versions(converter: str) -> dict[str, str]:
-    from .adapters.base import package_version
+    from ..adapters.base import package_version
 
     dists = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "tflite": ("ai-edge-litert",),
              "openvino": ("tf2onnx", "openvino")}[converter]
@@ -148,7 +148,7 @@ def _installed(converter: str) -> Optional[str]:
     """Why the converter cannot run here, or None."""
     import importlib.util
 
-    from .adapters.base import INSTALL_HINT
+    from ..adapters.base import INSTALL_HINT
 
     need = {"onnx": ("keras", "tf2onnx", "onnxruntime"), "tflite": ("keras", "tensorflow", "ai_edge_litert"),
             "openvino": ("keras", "tf2onnx", "openvino")}[converter]
@@ -162,9 +162,9 @@ def _installed(converter: str) -> Optional[str]:
 def run_converter_scoreboard(out_dir: str, converters: Sequence[str], patterns: Optional[Sequence[str]] = None,
                              jobs: int = 2, progress: Optional[Callable[[str, int, int], None]] = None
                              ) -> dict[str, Any]:
-    """Run :func:`~bilstm_ref.matrix.converter_suite` through each converter; write ``converters.json``
+    """Run :func:`~bilstm_ref.conformance.matrix.converter_suite` through each converter; write ``converters.json``
     and ``converters.md`` into ``out_dir``; return the board."""
-    from . import matrix
+    from ..conformance import matrix
 
     cases = matrix.select(list(matrix.converter_suite()), list(patterns or []))
     runs: dict[str, Any] = {}
@@ -193,7 +193,7 @@ def run_converter_scoreboard(out_dir: str, converters: Sequence[str], patterns: 
 
 
 def _policy_of(case_id: str) -> str:
-    from . import matrix
+    from ..conformance import matrix
 
     return str(matrix.by_id()[case_id].tolerance_policy)
 

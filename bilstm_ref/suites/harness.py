@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from .compare import Tolerance, TolerancePolicy
-from .errors import ConfigError
+from ..conformance.compare import Tolerance, TolerancePolicy
+from ..errors import ConfigError
 
 __all__ = ["RunOptions", "ExpectedFailure", "load_expected_failures", "run_matrix", "run_fixtures", "record_of",
            "shard", "SCHEMA_VERSION"]
@@ -92,10 +92,10 @@ def worker_init(options: RunOptions) -> None:
     global _ORACLE, _OPTIONS, _FACTORY
     _OPTIONS = options
     if options.impl:
-        from .spec import resolve_factory
+        from ..reference.spec import resolve_factory
 
         _FACTORY = resolve_factory(options.impl)
-    from .oracle import KerasOracle
+    from ..conformance.oracle import KerasOracle
 
     _ORACLE = KerasOracle(options.backend)
 
@@ -124,8 +124,8 @@ def apply_expected(result: Any, case_id: str, options: RunOptions) -> Any:
 
 def run_chunk(ids: list[str]) -> list[Any]:
     """Worker: judge matrix cases against live Keras."""
-    from . import matrix
-    from .runner import ERROR, CaseResult, crash_report, judge
+    from ..conformance import matrix
+    from ..conformance.judge import ERROR, CaseResult, crash_report, judge
 
     assert _OPTIONS is not None
     out = []
@@ -156,8 +156,8 @@ def run_chunk(ids: list[str]) -> list[Any]:
 
 def record_chunk(ids: list[str]) -> list[tuple[str, Any, Optional[str], str]]:
     """Worker: Keras's answers for matrix cases (to record as fixtures), and the reference's verdict."""
-    from . import matrix
-    from .runner import judge
+    from ..conformance import matrix
+    from ..conformance.judge import judge
 
     out = []
     for cid in ids:
@@ -207,9 +207,9 @@ def run_matrix(cases: Sequence[Any], options: RunOptions,
 def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequence[str]] = None,
                  shard_spec: Optional[str] = None) -> tuple[list[Any], list[str], float]:
     """Judge recorded fixtures (no Keras); returns (FixtureResults, warnings, wall seconds)."""
-    from .fixtures import FixtureResult, read_fixture, scan, verify_fixture
-    from .errors import BilstmRefError
-    from .spec import resolve_factory
+    from ..fixtures.store import FixtureResult, read_fixture, scan, verify_fixture
+    from ..errors import BilstmRefError
+    from ..reference.spec import resolve_factory
 
     t0 = time.perf_counter()
     factory = resolve_factory(options.impl) if options.impl else None
@@ -232,7 +232,7 @@ def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequenc
 
 def selected(fid: str, patterns: Optional[Sequence[str]]) -> bool:
     """``-k`` semantics (as for matrix cases): every plain pattern in the id, no ``~pattern``."""
-    from .matrix import id_selected
+    from ..conformance.matrix import id_selected
 
     return id_selected(fid, patterns)
 
@@ -240,7 +240,7 @@ def selected(fid: str, patterns: Optional[Sequence[str]]) -> bool:
 # --- records ------------------------------------------------------------------------------------
 def _diagnosis(target: Any, factory: Any) -> str:
     """The one-line diagnosis of a failing case or fixture (bilstm_ref.diagnose.explain)."""
-    from .diagnose.explain import diagnose_line
+    from ..diagnose.explain import diagnose_line
 
     return diagnose_line(target, factory)
 

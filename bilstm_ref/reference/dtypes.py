@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
 
 __all__ = ["compute_dtype", "policy_name", "cast_output", "POLICIES"]
 

@@ -40,7 +40,7 @@ def _init() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[var] = "1"
-    from .oracle import KerasOracle
+    from ..conformance.oracle import KerasOracle
 
     _STATE.update(keras3=KerasOracle("tensorflow"), keras2=KerasOracle("tf_keras"))
 
@@ -55,7 +55,7 @@ def _uses_hard_sigmoid(case: Any) -> bool:
 
 def _same(case: Any, a: list[dict[str, np.ndarray]], b: list[dict[str, np.ndarray]], tol: Any) -> tuple[bool, bool, float]:
     """(bit for bit, within the tolerance, worst |difference|) of two runs' outputs."""
-    from .compare import compare
+    from ..conformance.compare import compare
 
     bitwise, within, worst = True, True, 0.0
     for x, y in zip(a, b, strict=True):
@@ -69,9 +69,9 @@ def _same(case: Any, a: list[dict[str, np.ndarray]], b: list[dict[str, np.ndarra
 
 def _run_case(case_id: str) -> dict[str, Any]:
     """Worker: one case through Keras 2 and Keras 3, compared, and the difference explained."""
-    from . import matrix
-    from .compare import tolerance_for
-    from .runner import run_impl
+    from ..conformance import matrix
+    from ..conformance.compare import tolerance_for
+    from ..conformance.judge import run_impl
 
     case = matrix.by_id()[case_id]
     rec: dict[str, Any] = {"id": case_id, "hard_sigmoid": _uses_hard_sigmoid(case)}
@@ -110,11 +110,11 @@ def _run_case(case_id: str) -> dict[str, Any]:
 def run_migration(out_dir: str, patterns: Optional[Sequence[str]] = None, jobs: int = 2,
                   progress: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
     """Every matrix case through tf_keras and Keras 3; writes ``migration.json`` and ``migration.md``."""
-    from . import matrix
-    from .oracle import keras_available
+    from ..conformance import matrix
+    from ..conformance.oracle import keras_available
 
     if not keras_available():
-        from .errors import KerasUnavailableError
+        from ..errors import KerasUnavailableError
 
         raise KerasUnavailableError("the migration table needs Keras 3 and tf_keras: pip install 'bilstm_ref[keras]'")
 
@@ -136,7 +136,7 @@ def run_migration(out_dir: str, patterns: Optional[Sequence[str]] = None, jobs: 
 
 
 def _versions() -> dict[str, str]:
-    from .adapters.base import package_version
+    from ..adapters.base import package_version
 
     return {d: package_version(d) for d in ("keras", "tf_keras", "tensorflow")}
 

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from .dtypes import cast_output, policy_name
-from .errors import ConfigError, ShapeMismatchError, StateError, UnsupportedModelError
+from ..errors import ConfigError, ShapeMismatchError, StateError, UnsupportedModelError
 from .lstm import LSTM, run_pair
 from .sequence import align_backward
 

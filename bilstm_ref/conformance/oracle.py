@@ -1,4 +1,4 @@
-"""Runs matrix cases through live Keras. The only module (with ``live.py``) that imports Keras.
+"""Runs matrix cases through live Keras (imported lazily, inside functions).
 
 Building a Keras layer costs ~40-75 ms and a call ~20 ms, so built layers are reused across the
 cases that only differ in the call (mask, initial state, weights): weights are set per case and
@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import KerasUnavailableError
+from ..errors import KerasUnavailableError
 from .matrix import Case, workarounds_for
 
 __all__ = ["KerasOracle", "keras_available"]

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import activations as _act
 from .dtypes import cast_output, compute_dtype, policy_name
-from .errors import (
+from ..errors import (
     ConfigError,
     DTypeMismatchError,
     ResourceLimitError,

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import DTypeMismatchError, ShapeMismatchError
+from ..errors import DTypeMismatchError, ShapeMismatchError
 
 __all__ = ["reverse_time", "align_backward", "as_mask", "as_input", "processing_order"]
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Tolerance", "TolerancePolicy", "OutputResult", "tolerance_for", "policy_for", "compare", "TOLERANCES",
            "BACKEND_TOLERANCES",

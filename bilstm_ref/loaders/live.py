@@ -1,4 +1,5 @@
-"""Live Keras layers to layer specs. Keras is imported here only, and only when called."""
+"""Live Keras layers to layer specs, and layer specs to live Keras layers. Keras is imported here only (and in
+:mod:`bilstm_ref.conformance.oracle`), and only when called."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UnsupportedModelError, a_or_an
-from .spec import SUPPORTED_CLASSES, Layer, LayerSpec, build
+from ..errors import KerasUnavailableError, UnsupportedModelError, a_or_an
+from ..reference.spec import SUPPORTED_CLASSES, Layer, LayerSpec, build
 
-__all__ = ["spec_from_keras", "from_keras"]
+__all__ = ["spec_from_keras", "from_keras", "keras_layer", "state_units"]
 
 
 def _to_numpy(v: Any) -> np.ndarray:
@@ -66,7 +67,7 @@ def _spec_from_tf_keras(layer: Any, cls: str) -> LayerSpec:
     """A live tf_keras (Keras 2) layer: its config normalized as for a Keras 2 file, Keras 2 semantics."""
     import tf_keras
 
-    from .loaders.model_config import LayerEntry, normalize
+    from .model_config import LayerEntry, normalize
 
     where = f"live tf_keras layer {layer.name!r}"
     entry = LayerEntry(layer.name, cls, layer.get_config(), "$", (), None, None)
@@ -110,3 +111,61 @@ def from_keras(layer: Any, dtype: Any = None) -> Layer:
         dtype: compute dtype of the reference, ``"float64"`` (default) or ``"float32"``.
     """
     return build(spec_from_keras(layer), dtype=dtype)
+
+
+# --- specs to live Keras layers -----------------------------------------------------------------
+_FORWARD_KEYS = ("name", "units", "activation", "recurrent_activation", "use_bias", "return_sequences",
+                 "return_state", "go_backwards", "stateful", "unroll", "dropout", "recurrent_dropout",
+                 "zero_output_for_mask")
+
+
+def _lstm_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Only the options that shape the forward pass: nothing from the file is deserialized by Keras."""
+    kw = {k: cfg[k] for k in _FORWARD_KEYS if k in cfg}
+    dtype = cfg.get("dtype")
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name")
+    if isinstance(dtype, str):
+        kw["dtype"] = dtype
+    return kw
+
+
+def keras_layer(spec: LayerSpec) -> tuple[Any, dict[str, str]]:
+    """A live Keras layer equal to ``spec`` (tf_keras for Keras 2 semantics), and its versions."""
+    try:
+        if spec.semantics == "keras2":
+            import tf_keras as k
+        else:
+            import keras as k
+    except ImportError:
+        need = "tf_keras (Keras 2 answers for a Keras 2 file)" if spec.semantics == "keras2" else "keras"
+        raise KerasUnavailableError(f"building a live Keras layer needs {need}; pip install 'bilstm_ref[keras]'") from None
+    L = k.layers
+    cfg = spec.config
+    if spec.class_name == "LSTM":
+        layer = L.LSTM(**_lstm_kwargs(cfg))
+    else:
+        fw = L.LSTM(**_lstm_kwargs(cfg["layer"]["config"]))
+        bw_cfg = cfg.get("backward_layer")
+        bw = None if bw_cfg is None else L.LSTM(**_lstm_kwargs(bw_cfg["config"]))
+        pol = cfg.get("dtype")
+        extra = {"dtype": pol} if isinstance(pol, str) else {}
+        layer = L.Bidirectional(fw, merge_mode=cfg.get("merge_mode", "concat"), backward_layer=bw, **extra)
+    versions = {"keras": k.__version__, "backend": "tensorflow"}
+    try:
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    except ImportError:  # a Keras 3 backend other than TensorFlow
+        versions["backend"] = k.backend.backend()
+    return layer, versions
+
+
+def state_units(spec: LayerSpec) -> list[int]:
+    """The units of each state the layer returns, in Keras's order: ``[h, c]`` or ``[h_fw, c_fw, h_bw, c_bw]``."""
+    if spec.class_name == "LSTM":
+        return [int(spec.config["units"])] * 2
+    fw = int(spec.config["layer"]["config"]["units"])
+    bw_cfg = spec.config.get("backward_layer")
+    bw = fw if bw_cfg is None else int(bw_cfg["config"]["units"])
+    return [fw, fw, bw, bw]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .compare import OutputResult, Tolerance, TolerancePolicy, compare, tolerance_for
 from .matrix import Case, deviations_for
-from .spec import LayerSpec, reference_factory
+from ..reference.spec import LayerSpec, reference_factory
 
 __all__ = ["CaseResult", "run_impl", "run_calls", "judge", "output_label", "call_label", "crash_report", "Factory"]
 
