@@ -6,13 +6,12 @@ import argparse
 import collections
 import contextlib
 import json
-import multiprocessing
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ._version import __version__
 from .errors import BilstmRefError, ConfigError
@@ -550,9 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
 # --- fixtures -----------------------------------------------------------------------------------
 def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any], list[str]]:
     from .conformance import matrix
-    from .fixtures.store import write_fixture
     from .conformance.oracle import keras_available
-    from .fixtures.record import fixture_for_case
+    from .suites import harness
 
     pool_cases = list(matrix.fixture_suite()) if args.suite == "committed" else matrix.cases()
     cases = matrix.select(pool_cases, args.k)
@@ -560,46 +558,18 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
         raise BilstmRefError(f"no matrix case matches {args.k}")
     if not keras_available():
         raise BilstmRefError("recording fixtures needs Keras: pip install 'bilstm_ref[keras]'")
-    existing = [c for c in cases if (out_dir / f"{c.id}.json").exists()]
-    todo = cases if args.force else [c for c in cases if c not in existing]
-    skipped = [] if args.force else [c.id for c in existing]
-    statuses: list[Any] = []
-    if not todo:
-        return statuses, skipped
-    from .suites import harness
-
-    jobs = max(1, min(harness.default_jobs(args.jobs), max(1, len(todo) // harness.CHUNK)))
-    print(f"recording {len(todo)} matrix cases from Keras into {str(out_dir)!r}, {jobs} process(es)", file=sys.stderr)
-    deviations = {d.name: d for d in matrix.KNOWN_DEVIATIONS}
-    progress = _Progress(len(todo))
-    bad = 0
     keras2 = getattr(args, "oracle", "keras") == "tf_keras"
-    options = harness.RunOptions(backend="tf_keras" if keras2 else args.backend)
-    pool = None
+    options = harness.RunOptions(backend="tf_keras" if keras2 else args.backend, jobs=harness.default_jobs(args.jobs))
+    todo = len(cases) if args.force else sum(not (out_dir / f"{c.id}.json").exists() for c in cases)
+    if not todo:
+        return harness.record_matrix(cases, out_dir, options, force=args.force)
+    print(f"recording {todo} matrix cases from Keras into {str(out_dir)!r}, {harness.jobs_for(todo, options)} "
+          "process(es)", file=sys.stderr)
+    progress = _Progress(todo)
     try:
-        if jobs == 1:
-            harness.worker_init(options)
-            chunks: Iterable[list[Any]] = map(harness.record_chunk, harness._chunks([c.id for c in todo], harness.CHUNK))
-            versions = harness.worker_versions()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            pool = ctx.Pool(jobs, initializer=harness.worker_init, initargs=(options,))
-            versions = pool.apply(harness.worker_versions)
-            chunks = pool.imap(harness.record_chunk, harness._chunks([c.id for c in todo], harness.CHUNK))
-        for chunk in chunks:
-            for cid, outputs, dev, status in chunk:
-                case = matrix.by_id()[cid]
-                fixture = fixture_for_case(case, outputs, versions, deviations.get(dev) if dev else None,
-                                           semantics="keras2" if keras2 else "keras3")
-                statuses.append((cid, write_fixture(out_dir, fixture, force=args.force), status))
-                bad += status not in ("pass", "known-deviation")
-            progress.advance(len(chunk), bad)
+        return harness.record_matrix(cases, out_dir, options, force=args.force, progress=progress.advance)
     finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
         progress.close()
-    return statuses, skipped
 
 
 def _model_fixtures(args: argparse.Namespace) -> list[Any]:

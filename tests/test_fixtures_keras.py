@@ -25,6 +25,25 @@ def _snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.iterdir())}
 
 
+def test_record_matrix_writes_keeps_and_rewrites_without_the_cli(keras, tmp_path: Path) -> None:
+    """The recording the CLI's ``fixtures generate`` stands on, called as a function."""
+    from bilstm_ref.suites.harness import RunOptions, record_matrix
+
+    cases = matrix.select(matrix.cases(), ["bidi-concat-seq-state-mask_right"])[:3]
+    assert len(cases) == 3
+    done: list[tuple[int, int]] = []
+    statuses, kept = record_matrix(cases[:2], tmp_path, RunOptions(jobs=1),
+                                   progress=lambda n, bad: done.append((n, bad)))
+    assert [(cid, st) for cid, st, _ in statuses] == [(c.id, "written") for c in cases[:2]] and kept == []
+    assert sum(n for n, _ in done) == 2
+    for path in scan(tmp_path).manifests:  # Keras's answers, which the reference reproduces
+        assert verify_fixture(read_fixture(path)).status in ("pass", "known-deviation")
+    statuses, kept = record_matrix(cases, tmp_path, RunOptions(jobs=1))
+    assert [cid for cid, _, _ in statuses] == [cases[2].id] and kept == [c.id for c in cases[:2]]
+    statuses, kept = record_matrix(cases, tmp_path, RunOptions(jobs=1), force=True)
+    assert [st for _, st, _ in statuses] == ["unchanged"] * 3 and kept == []
+
+
 def test_generate_verify_regenerate_and_tamper(keras, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "fx"
     pick = ["-k", "bidi-sum-seq-state-mask_left", "--jobs", "1"]

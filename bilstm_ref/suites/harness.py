@@ -8,19 +8,20 @@ process-global, so each worker sets ``KERAS_BACKEND`` before Keras is imported.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from ..conformance.compare import Tolerance, TolerancePolicy
 from ..errors import ConfigError
 
-__all__ = ["RunOptions", "ExpectedFailure", "load_expected_failures", "run_matrix", "run_fixtures", "record_of",
-           "shard", "SCHEMA_VERSION"]
+__all__ = ["RunOptions", "ExpectedFailure", "load_expected_failures", "run_matrix", "record_matrix", "run_fixtures",
+           "record_of", "shard", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 CHUNK = 24  # cases per work unit: large enough to reuse built Keras layers, small for balance
@@ -173,35 +174,80 @@ def _chunks(ids: list[str], size: int) -> Iterable[list[str]]:
         yield ids[i:i + size]
 
 
+def jobs_for(n_cases: int, options: RunOptions) -> int:
+    """Worker processes for ``n_cases`` matrix cases: at most ``options.jobs``, at least one chunk each."""
+    return max(1, min(options.jobs, max(1, n_cases // CHUNK)))
+
+
+@contextlib.contextmanager
+def _over_workers(work: Callable[[list[str]], list[Any]], ids: list[str], options: RunOptions
+                  ) -> Iterator[tuple[dict[str, str], Iterable[list[Any]]]]:
+    """(the oracle's versions, ``work``'s results chunk by chunk, in order), in this process or in
+    :func:`jobs_for` spawned workers; the workers are stopped on leaving."""
+    jobs = jobs_for(len(ids), options)
+    pool = None
+    try:
+        if jobs == 1:
+            worker_init(options)
+            yield worker_versions(), map(work, _chunks(ids, CHUNK))
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=worker_init, initargs=(options,))
+            yield pool.apply(worker_versions), pool.imap(work, _chunks(ids, CHUNK))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+
 def run_matrix(cases: Sequence[Any], options: RunOptions,
                progress: Optional[Callable[[int, int], None]] = None) -> tuple[list[Any], dict[str, str], float]:
-    """Judge ``cases`` against live Keras; returns (CaseResults in case order, versions, wall seconds)."""
+    """Judge ``cases`` against live Keras; returns (CaseResults in case order, versions, wall seconds).
+    ``progress(cases done in this chunk, failed so far)`` is called after each chunk."""
     t0 = time.perf_counter()
-    ids = [c.id for c in cases]
-    jobs = max(1, min(options.jobs, max(1, len(ids) // CHUNK)))
     results: list[Any] = []
     bad = 0
-    if jobs == 1:
-        worker_init(options)
-        chunks: Iterable[list[Any]] = map(run_chunk, _chunks(ids, CHUNK))
-        versions = worker_versions()
-        pool = None
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        pool = ctx.Pool(jobs, initializer=worker_init, initargs=(options,))
-        versions = pool.apply(worker_versions)
-        chunks = pool.imap(run_chunk, _chunks(ids, CHUNK))
-    try:
+    with _over_workers(run_chunk, [c.id for c in cases], options) as (versions, chunks):
         for chunk in chunks:
             results.extend(chunk)
             bad += sum(r.status in ("fail", "error") for r in chunk)
             if progress:
                 progress(len(chunk), bad)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
     return results, versions, time.perf_counter() - t0
+
+
+def record_matrix(cases: Sequence[Any], out_dir: Path, options: RunOptions, force: bool = False,
+                  progress: Optional[Callable[[int, int], None]] = None
+                  ) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Record Keras's answers for ``cases`` as fixtures in ``out_dir`` (the caller holds its lock).
+
+    A case whose fixture exists is kept unless ``force``. Under ``options.backend == "tf_keras"`` the
+    answers are Keras 2's and the fixtures carry Keras 2 semantics. Returns ``(statuses, kept)``:
+    ``(case id, what writing did: "written", "replaced" or "unchanged", the reference's verdict)`` per
+    recorded case, and the ids of the existing fixtures kept.
+    """
+    from ..conformance import matrix
+    from ..fixtures.record import fixture_for_case
+    from ..fixtures.store import write_fixture
+
+    existing = {c.id for c in cases if (out_dir / f"{c.id}.json").exists()}
+    todo = list(cases) if force else [c for c in cases if c.id not in existing]
+    kept = [] if force else [c.id for c in cases if c.id in existing]
+    deviations = {d.name: d for d in matrix.KNOWN_DEVIATIONS}
+    semantics = "keras2" if options.backend == "tf_keras" else "keras3"
+    statuses: list[tuple[str, str, str]] = []
+    bad = 0
+    if not todo:
+        return statuses, kept
+    with _over_workers(record_chunk, [c.id for c in todo], options) as (versions, chunks):
+        for chunk in chunks:
+            for cid, outputs, dev, status in chunk:
+                fixture = fixture_for_case(matrix.by_id()[cid], outputs, versions,
+                                           deviations.get(dev) if dev else None, semantics=semantics)
+                statuses.append((cid, write_fixture(out_dir, fixture, force=force), status))
+                bad += status not in ("pass", "known-deviation")
+            if progress:
+                progress(len(chunk), bad)
+    return statuses, kept
 
 
 def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequence[str]] = None,
