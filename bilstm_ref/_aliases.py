@@ -52,14 +52,11 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         module = importlib.import_module(MOVED[spec.name])
-        self._specs[spec.name] = module.__spec__  # the import system now sets the old name's spec on it
+        self._specs[module.__name__] = module.__spec__  # the import system now sets the old name's spec on it
         return module
 
     def exec_module(self, module: ModuleType) -> None:
-        for old, real in list(self._specs.items()):  # give the module its own spec back: it is already executed
-            if MOVED[old] == module.__name__:
-                module.__spec__ = real
-                del self._specs[old]
+        module.__spec__ = self._specs.pop(module.__name__)  # its own spec back: the module is already executed
 
     def get_code(self, fullname: str) -> object:
         """``python -m <old name>`` runs the module at its new place as ``__main__``."""

@@ -8,7 +8,11 @@ import tempfile
 from pathlib import Path
 
 
-def write_text_atomic(path: Path, text: str, prefix: str = ".bilstm_ref-tmp-") -> int:
+#: How every temporary file the package writes is named (fixture folders are swept of stale ones).
+TMP_PREFIX = ".bilstm_ref-tmp-"
+
+
+def write_text_atomic(path: Path, text: str, prefix: str = TMP_PREFIX) -> int:
     """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it (named ``prefix...``), then
     rename it into place: a reader sees the old file or the new one, never half of one, and a failed write
     leaves no temporary behind. The file gets the usual permissions (0666 less the umask). Returns the

@@ -560,14 +560,14 @@ def _generate_matrix(args: argparse.Namespace, out_dir: Any) -> tuple[list[Any],
         raise BilstmRefError("recording fixtures needs Keras: pip install 'bilstm_ref[keras]'")
     keras2 = getattr(args, "oracle", "keras") == "tf_keras"
     options = harness.RunOptions(backend="tf_keras" if keras2 else args.backend, jobs=harness.default_jobs(args.jobs))
-    todo = len(cases) if args.force else sum(not (out_dir / f"{c.id}.json").exists() for c in cases)
+    todo, kept = harness.pending(cases, out_dir, args.force)
     if not todo:
-        return harness.record_matrix(cases, out_dir, options, force=args.force)
-    print(f"recording {todo} matrix cases from Keras into {str(out_dir)!r}, {harness.jobs_for(todo, options)} "
-          "process(es)", file=sys.stderr)
-    progress = _Progress(todo)
+        return [], kept
+    print(f"recording {len(todo)} matrix cases from Keras into {str(out_dir)!r}, "
+          f"{harness.jobs_for(len(todo), options)} process(es)", file=sys.stderr)
+    progress = _Progress(len(todo))
     try:
-        return harness.record_matrix(cases, out_dir, options, force=args.force, progress=progress.advance)
+        return harness.record_matrix(todo, out_dir, options, force=args.force, progress=progress.advance), kept
     finally:
         progress.close()
 

@@ -27,21 +27,23 @@ def _snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_record_matrix_writes_keeps_and_rewrites_without_the_cli(keras, tmp_path: Path) -> None:
     """The recording the CLI's ``fixtures generate`` stands on, called as a function."""
-    from bilstm_ref.suites.harness import RunOptions, record_matrix
+    from bilstm_ref.suites.harness import RunOptions, pending, record_matrix
 
     cases = matrix.select(matrix.cases(), ["bidi-concat-seq-state-mask_right"])[:3]
     assert len(cases) == 3
     done: list[tuple[int, int]] = []
-    statuses, kept = record_matrix(cases[:2], tmp_path, RunOptions(jobs=1),
-                                   progress=lambda n, bad: done.append((n, bad)))
-    assert [(cid, st) for cid, st, _ in statuses] == [(c.id, "written") for c in cases[:2]] and kept == []
+    assert pending(cases[:2], tmp_path) == (cases[:2], [])
+    statuses = record_matrix(cases[:2], tmp_path, RunOptions(jobs=1), progress=lambda n, bad: done.append((n, bad)))
+    assert [(cid, st) for cid, st, _ in statuses] == [(c.id, "written") for c in cases[:2]]
     assert sum(n for n, _ in done) == 2
     for path in scan(tmp_path).manifests:  # Keras's answers, which the reference reproduces
         assert verify_fixture(read_fixture(path)).status in ("pass", "known-deviation")
-    statuses, kept = record_matrix(cases, tmp_path, RunOptions(jobs=1))
-    assert [cid for cid, _, _ in statuses] == [cases[2].id] and kept == [c.id for c in cases[:2]]
-    statuses, kept = record_matrix(cases, tmp_path, RunOptions(jobs=1), force=True)
-    assert [st for _, st, _ in statuses] == ["unchanged"] * 3 and kept == []
+    todo, kept = pending(cases, tmp_path)
+    assert todo == [cases[2]] and kept == [c.id for c in cases[:2]]
+    assert [cid for cid, _, _ in record_matrix(todo, tmp_path, RunOptions(jobs=1))] == [cases[2].id]
+    todo, kept = pending(cases, tmp_path, force=True)
+    assert todo == list(cases) and kept == []
+    assert [st for _, st, _ in record_matrix(todo, tmp_path, RunOptions(jobs=1), force=True)] == ["unchanged"] * 3
 
 
 def test_generate_verify_regenerate_and_tamper(keras, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,7 @@ from ..errors import (
     ShapeMismatchError,
     UnsupportedModelError,
 )
-from ..reference.spec import SUPPORTED_CLASSES, LayerSpec, output_names
+from ..reference.spec import SUPPORTED_CLASSES, LayerSpec, returned_outputs, state_units
 
 __all__ = [
     "MAX_FILE_BYTES", "MAX_TENSOR_BYTES", "MAX_TOTAL_BYTES", "INSTALL_HINT", "TensorInfo", "ConvertedModel",
@@ -349,7 +349,7 @@ def refuse_unconvertible(spec: LayerSpec, converter: str) -> None:
 def keras_model(spec: LayerSpec, sig: CallSignature) -> Any:
     """A functional Keras model around the spec's layer: inputs ``x`` (and ``mask``, ``state_0`` ...
     when used), outputs the layer's outputs in Keras's order, weights set and called once."""
-    from ..loaders.live import keras_layer, state_units
+    from ..loaders.live import keras_layer
 
     layer, _ = keras_layer(spec)
     import keras
@@ -406,8 +406,7 @@ class ConvertedImpl:
         self._models: dict[CallSignature, ConvertedModel] = {}
         cfg = _layer_options(spec)
         self._unroll = bool(cfg.get("unroll"))
-        sequences = 2 if spec.class_name == "Bidirectional" and spec.config.get("merge_mode", "concat") is None else 1
-        self._n_outputs = len(output_names(spec, 99)) if cfg.get("return_state") else sequences
+        self._n_outputs = len(returned_outputs(spec))
 
     def __repr__(self) -> str:
         return f"<ConvertedImpl {self.spec.class_name} via {self.converter} on {self.runtime}>"

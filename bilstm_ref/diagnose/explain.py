@@ -19,8 +19,8 @@ import numpy as np
 from ..conformance.compare import OutputResult, TolerancePolicy, compare, elementwise, tolerance_for
 from ..errors import BilstmRefError, ConfigError
 from ..conformance.judge import call_label, crash_report
-from ..reference.spec import LayerSpec, layer_policy
-from .faults import FAULTS, Fault, Outputs, Subject, directions, run_spec
+from ..reference.spec import LayerSpec, direction_units, layer_policy
+from .faults import FAULTS, Fault, Outputs, Subject, run_spec
 
 __all__ = ["Explanation", "FaultMatch", "Divergence", "explain", "subject_of", "diagnose_line", "judge_outputs"]
 
@@ -188,7 +188,7 @@ def _tol(subject: Subject, name: str) -> Any:
 # --- the first divergence -------------------------------------------------------------------------
 def _direction_of(subject: Subject, name: str, unit: int) -> tuple[str, int]:
     """(direction, unit within it) of column ``unit`` of output ``name``."""
-    units = directions(subject.spec)
+    units = direction_units(subject.spec)
     if subject.spec.class_name == "LSTM" or name in ("h1", "c1", "output_fw"):
         return "forward", unit
     if name in ("h2", "c2", "output_bw"):

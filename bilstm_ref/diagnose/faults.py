@@ -25,9 +25,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from ..reference.bidirectional import merge
-from ..reference.spec import LayerSpec, build
+from ..reference.spec import LayerSpec, build, direction_units
 
-__all__ = ["Subject", "Fault", "FAULTS", "Outputs", "run_spec", "directions"]
+__all__ = ["Subject", "Fault", "FAULTS", "Outputs", "run_spec"]
 
 Outputs = list[dict[str, np.ndarray]]
 GATES = "ifco"  # Keras's gate block order: input, forget, cell candidate, output
@@ -76,15 +76,6 @@ def _reference(s: Subject, **kw: Any) -> Outputs:
     return run_spec(s.spec, s.calls, s.output_names, **kw)
 
 
-def directions(spec: LayerSpec) -> list[int]:
-    """Units of each direction (one for an LSTM)."""
-    if spec.class_name == "LSTM":
-        return [int(spec.config["units"])]
-    fw = int(spec.config["layer"]["config"]["units"])
-    bw = spec.config.get("backward_layer")
-    return [fw, fw if bw is None else int(bw["config"]["units"])]
-
-
 def _lstm_configs(cfg: dict[str, Any], class_name: str) -> list[dict[str, Any]]:
     if class_name == "LSTM":
         return [cfg]
@@ -107,7 +98,7 @@ def _with_config(spec: LayerSpec, change: Callable[[dict[str, Any]], None], wrap
 def _with_weights(spec: LayerSpec, fn: Callable[[np.ndarray, int, str], np.ndarray]) -> LayerSpec:
     """A copy of ``spec`` with ``fn(array, units, kind)`` applied to each weight (kernel, recurrent, bias)."""
     weights, out, i = list(spec.weights), [], 0
-    for cfg, n in zip(_lstm_configs(spec.config, spec.class_name) * 2, directions(spec)):
+    for cfg, n in zip(_lstm_configs(spec.config, spec.class_name) * 2, direction_units(spec)):
         kinds = ("kernel", "recurrent", "bias") if cfg.get("use_bias", True) else ("kernel", "recurrent")
         for kind in kinds:
             out.append(fn(np.array(weights[i], dtype=np.float64), n, kind))
@@ -180,7 +171,7 @@ def _initial_fault(name: str, change: Callable[[list[Any], list[int]], Optional[
     def outputs(s: Subject, actual: Outputs) -> Optional[Outputs]:
         if all(c.initial_state is None for c in s.calls):
             return None
-        units = directions(s.spec)
+        units = direction_units(s.spec)
 
         def changed(c: Any) -> Any:
             if c.initial_state is None:
@@ -382,7 +373,7 @@ def _units_permuted(s: Subject, actual: Outputs) -> Optional[Outputs]:
     direction), as a port that stores units in another order computes; the states it is given stay in
     Keras's order. Each direction's permutation is searched on the outputs that direction alone makes
     (exhaustively up to 4 units, else read off the outputs); merged outputs take one shared permutation."""
-    units = directions(s.spec)
+    units = direction_units(s.spec)
     if max(units) < 2:
         return None
     spans = _unit_spans(s, units)

@@ -329,9 +329,9 @@ def _memory_fd(data: Union[bytes, memoryview]) -> int:
     return fd
 
 
-def _identity(f: Any, name: str) -> Optional[tuple[Any, ...]]:
+def _identity(f: Optional[Any], name: str) -> Optional[tuple[Any, ...]]:
     """What makes a file the same file again: device, inode, size, modification and change times (and the
-    member's name and the limits in force); None for bytes that come from no file."""
+    member's name and the limits in force); None for no file, or one without a descriptor."""
     try:
         st = os.fstat(f.fileno())
     except (AttributeError, OSError, io.UnsupportedOperation):
@@ -358,7 +358,7 @@ def probe_hdf5(f: Union[IO[bytes], io.BytesIO], name: str, container: Optional[I
     if seconds == 0 or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
         return
     in_memory = isinstance(f, io.BytesIO)
-    key = _identity(container if in_memory else f, name) if container is not None or not in_memory else None
+    key = _identity(container if in_memory else f, name)  # None for bytes from no file: probed every time
     with _lock:
         if key is not None and key in _passed:
             return

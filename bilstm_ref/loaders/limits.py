@@ -33,7 +33,7 @@ HDF5_PARSE_SECONDS = 3.0
 HDF5_PARSE_BYTES = 1024**3
 
 
-def dataset_size_problem(shape: tuple[int, ...], itemsize: int, stored: int) -> "str | None":
+def dataset_size_problem(shape: tuple[int, ...], itemsize: int, stored: int) -> str | None:
     """Why a dataset of ``shape`` and ``itemsize`` storing ``stored`` bytes on disk is too big to read, or
     ``None``: its declared bytes are above :data:`MAX_DATASET_BYTES`, or (above
     :data:`STORAGE_RATIO_FLOOR_BYTES`) more than :data:`MAX_STORAGE_RATIO` times what it stores, a "shape bomb"."""

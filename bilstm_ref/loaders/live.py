@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import KerasUnavailableError, UnsupportedModelError, a_or_an
 from ..reference.spec import SUPPORTED_CLASSES, Layer, LayerSpec, build
 
-__all__ = ["spec_from_keras", "from_keras", "keras_layer", "state_units"]
+__all__ = ["spec_from_keras", "from_keras", "keras_layer"]
 
 
 def _to_numpy(v: Any) -> np.ndarray:
@@ -159,13 +159,3 @@ def keras_layer(spec: LayerSpec) -> tuple[Any, dict[str, str]]:
     except ImportError:  # a Keras 3 backend other than TensorFlow
         versions["backend"] = k.backend.backend()
     return layer, versions
-
-
-def state_units(spec: LayerSpec) -> list[int]:
-    """The units of each state the layer returns, in Keras's order: ``[h, c]`` or ``[h_fw, c_fw, h_bw, c_bw]``."""
-    if spec.class_name == "LSTM":
-        return [int(spec.config["units"])] * 2
-    fw = int(spec.config["layer"]["config"]["units"])
-    bw_cfg = spec.config.get("backward_layer")
-    bw = fw if bw_cfg is None else int(bw_cfg["config"]["units"])
-    return [fw, fw, bw, bw]

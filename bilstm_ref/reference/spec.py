@@ -12,7 +12,7 @@ from .dtypes import policy_name
 from ..errors import BilstmRefError, ConfigError, UnsupportedModelError
 from .lstm import LSTM
 
-__all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "output_names", "layer_policy",
+__all__ = ["LayerSpec", "build", "reference_factory", "resolve_factory", "output_names", "returned_outputs", "direction_units", "state_units", "layer_policy",
            "SUPPORTED_CLASSES"]
 
 SUPPORTED_CLASSES = ("LSTM", "Bidirectional")
@@ -54,6 +54,32 @@ def output_names(spec: LayerSpec, n: int) -> tuple[str, ...]:
     merge = spec.config.get("merge_mode", "concat")
     first = ("output_fw", "output_bw") if merge is None else ("output",)
     return (first + ("h1", "c1", "h2", "c2"))[:n]
+
+
+def direction_units(spec: LayerSpec) -> list[int]:
+    """The units of each direction: ``[n]`` for an LSTM, ``[forward, backward]`` for a Bidirectional."""
+    if spec.class_name == "LSTM":
+        return [int(spec.config["units"])]
+    fw = int(spec.config["layer"]["config"]["units"])
+    bw = spec.config.get("backward_layer")
+    return [fw, fw if bw is None else int(bw["config"]["units"])]
+
+
+def state_units(spec: LayerSpec) -> list[int]:
+    """The units of each state the layer returns, in Keras's order: ``[h, c]`` or ``[h1, c1, h2, c2]``."""
+    return [n for n in direction_units(spec) for _ in ("h", "c")]
+
+
+def returned_outputs(spec: LayerSpec) -> tuple[str, ...]:
+    """The names of every output the layer's config makes it return: the sequence (two with
+    ``merge_mode=None``) and, with ``return_state``, the states. A ``return_state`` that is not a
+    boolean counts as false (building the layer refuses it)."""
+    inner = spec.config if spec.class_name == "LSTM" else spec.config["layer"]["config"]
+    return_state = inner.get("return_state")
+    states = (2 if spec.class_name == "LSTM" else 4) if isinstance(return_state, (bool, np.bool_)) and return_state \
+        else 0
+    sequences = 2 if spec.class_name == "Bidirectional" and spec.config.get("merge_mode", "concat") is None else 1
+    return output_names(spec, sequences + states)
 
 
 def layer_policy(spec: LayerSpec) -> str:

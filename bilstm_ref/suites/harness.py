@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 from ..conformance.compare import Tolerance, TolerancePolicy
 from ..errors import ConfigError
 
-__all__ = ["RunOptions", "ExpectedFailure", "load_expected_failures", "run_matrix", "record_matrix", "run_fixtures",
-           "record_of", "shard", "SCHEMA_VERSION"]
+__all__ = ["RunOptions", "ExpectedFailure", "load_expected_failures", "run_matrix", "pending", "record_matrix",
+           "run_fixtures", "record_of", "shard", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 CHUNK = 24  # cases per work unit: large enough to reuse built Keras layers, small for balance
@@ -215,30 +215,35 @@ def run_matrix(cases: Sequence[Any], options: RunOptions,
     return results, versions, time.perf_counter() - t0
 
 
-def record_matrix(cases: Sequence[Any], out_dir: Path, options: RunOptions, force: bool = False,
-                  progress: Optional[Callable[[int, int], None]] = None
-                  ) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Record Keras's answers for ``cases`` as fixtures in ``out_dir`` (the caller holds its lock).
+def pending(cases: Sequence[Any], out_dir: Path, force: bool = False) -> tuple[list[Any], list[str]]:
+    """``(cases to record, ids of existing fixtures kept)``: every case under ``force``, else those whose
+    fixture is not in ``out_dir`` yet."""
+    if force:
+        return list(cases), []
+    kept = {c.id for c in cases if (out_dir / f"{c.id}.json").exists()}
+    return [c for c in cases if c.id not in kept], [c.id for c in cases if c.id in kept]
 
-    A case whose fixture exists is kept unless ``force``. Under ``options.backend == "tf_keras"`` the
-    answers are Keras 2's and the fixtures carry Keras 2 semantics. Returns ``(statuses, kept)``:
-    ``(case id, what writing did: "written", "replaced" or "unchanged", the reference's verdict)`` per
-    recorded case, and the ids of the existing fixtures kept.
+
+def record_matrix(cases: Sequence[Any], out_dir: Path, options: RunOptions, force: bool = False,
+                  progress: Optional[Callable[[int, int], None]] = None) -> list[tuple[str, str, str]]:
+    """Record Keras's answers for ``cases`` (see :func:`pending`) as fixtures in ``out_dir`` (the caller holds
+    its lock); ``force`` replaces a fixture whose answers changed.
+
+    Under ``options.backend == "tf_keras"`` the answers are Keras 2's and the fixtures carry Keras 2
+    semantics. Returns ``(case id, what writing did: "written", "replaced" or "unchanged", the reference's
+    verdict)`` per case. ``progress(cases done in this chunk, off so far)`` is called after each chunk.
     """
+    if not cases:
+        return []  # no worker, no Keras
     from ..conformance import matrix
     from ..fixtures.record import fixture_for_case
     from ..fixtures.store import write_fixture
 
-    existing = {c.id for c in cases if (out_dir / f"{c.id}.json").exists()}
-    todo = list(cases) if force else [c for c in cases if c.id not in existing]
-    kept = [] if force else [c.id for c in cases if c.id in existing]
     deviations = {d.name: d for d in matrix.KNOWN_DEVIATIONS}
     semantics = "keras2" if options.backend == "tf_keras" else "keras3"
     statuses: list[tuple[str, str, str]] = []
     bad = 0
-    if not todo:
-        return statuses, kept
-    with _over_workers(record_chunk, [c.id for c in todo], options) as (versions, chunks):
+    with _over_workers(record_chunk, [c.id for c in cases], options) as (versions, chunks):
         for chunk in chunks:
             for cid, outputs, dev, status in chunk:
                 fixture = fixture_for_case(matrix.by_id()[cid], outputs, versions,
@@ -247,7 +252,7 @@ def record_matrix(cases: Sequence[Any], out_dir: Path, options: RunOptions, forc
                 bad += status not in ("pass", "known-deviation")
             if progress:
                 progress(len(chunk), bad)
-    return statuses, kept
+    return statuses
 
 
 def run_fixtures(directory: str, options: RunOptions, patterns: Optional[Sequence[str]] = None,
